@@ -1,0 +1,94 @@
+"""Elastic Weight Consolidation (Kirkpatrick et al., PNAS 2017).
+
+After each task, estimate the diagonal Fisher information F on that task's data and keep
+the weights theta*. While training later tasks, add alpha * sum_i F_i (theta_i - theta*_i)^2
+to the loss (logged as the `ewc` term).
+
+Defaults follow the notebook: the empirical Fisher (gradients of the log-likelihood of
+the true label) over the finished task's validation split, each parameter tensor's
+Fisher divided by its own maximum, so `ewc.alpha=1e8` means what it means there.
+`ewc.mode=separate` keeps one penalty per earlier task; `online` keeps one running
+Fisher, F <- gamma * F + F_new, anchored at the latest weights (Schwarz et al. 2018).
+"""
+
+from __future__ import annotations
+
+import torch
+from omegaconf import DictConfig
+
+from ..errors import ConfigError
+from ..fisher import fisher_diagonal, normalize_by_max, sample_labels
+from .base import Plugin, TrainContext
+
+_PURPOSE_SAMPLES = 2  # generator stream for which examples estimate the Fisher
+_PURPOSE_LABELS = 3  # generator stream for labels drawn under ewc.fisher=true
+
+
+class EWCPlugin(Plugin):
+    name = "ewc"
+    loss_names = ("ewc",)
+
+    def __init__(self, cfg: DictConfig):
+        super().__init__(cfg)
+        # One (fisher, anchor) pair per earlier task, or a single running one (online).
+        self.fishers: list[dict[str, torch.Tensor]] = []
+        self.anchors: list[dict[str, torch.Tensor]] = []
+
+    @staticmethod
+    def validate(cfg: DictConfig, num_tasks: int) -> None:
+        c = cfg.ewc
+        if isinstance(c.alpha, bool) or not isinstance(c.alpha, (int, float)) or c.alpha < 0:
+            raise ConfigError("ewc.alpha", c.alpha, "expected a number >= 0")
+        for key, allowed in (("fisher", ("empirical", "true")), ("fisher_data", ("val", "train")),
+                             ("normalize", ("max", "none")), ("mode", ("separate", "online"))):
+            if c[key] not in allowed:
+                raise ConfigError(f"ewc.{key}", c[key], f"allowed: {', '.join(allowed)}")
+        if c.fisher_samples is not None and (isinstance(c.fisher_samples, bool) or not isinstance(c.fisher_samples, int) or c.fisher_samples < 1):
+            raise ConfigError("ewc.fisher_samples", c.fisher_samples, "expected an integer >= 1, or null for the whole split")
+        if isinstance(c.gamma, bool) or not isinstance(c.gamma, (int, float)) or not 0 < c.gamma <= 1:
+            raise ConfigError("ewc.gamma", c.gamma, "expected a number in (0, 1]")
+
+    def penalty(self, model: torch.nn.Module) -> torch.Tensor:
+        """sum_k sum_i F_k,i (theta_i - theta*_k,i)^2, without alpha."""
+        total = torch.zeros((), device=next(model.parameters()).device)
+        for fisher, anchor in zip(self.fishers, self.anchors):
+            for name, p in model.named_parameters():
+                total = total + (fisher[name] * (p - anchor[name]).square()).sum()
+        return total
+
+    def loss_terms(self, ctx: TrainContext, batch, logits) -> dict[str, torch.Tensor]:
+        if not self.fishers:
+            return {}
+        return {"ewc": self.cfg.alpha * self.penalty(ctx.model)}
+
+    def estimate(self, ctx: TrainContext) -> dict[str, torch.Tensor]:
+        task = ctx.benchmark.tasks[ctx.task]
+        split = task.val if self.cfg.fisher_data == "val" else task.train
+        x, y = split.x, split.y
+        if self.cfg.fisher_samples is not None and self.cfg.fisher_samples < len(y):
+            pick = torch.randperm(len(y), generator=ctx.generator(_PURPOSE_SAMPLES), device=y.device)[: self.cfg.fisher_samples]
+            x, y = x[pick], y[pick]
+        bias = ctx.benchmark.mask_logits(torch.zeros(1, ctx.benchmark.num_outputs, device=x.device), ctx.task)
+        if self.cfg.fisher == "true":
+            y = sample_labels(ctx.model, x, bias, ctx.generator(_PURPOSE_LABELS))
+        fisher = fisher_diagonal(ctx.model, x, y, bias)
+        return normalize_by_max(fisher) if self.cfg.normalize == "max" else fisher
+
+    def after_task(self, ctx: TrainContext) -> None:
+        fisher = self.estimate(ctx)
+        anchor = {n: p.detach().clone() for n, p in ctx.model.named_parameters()}
+        if self.cfg.mode == "online" and self.fishers:
+            fisher = {n: self.cfg.gamma * self.fishers[0][n] + f for n, f in fisher.items()}
+            self.fishers, self.anchors = [fisher], [anchor]
+        else:
+            self.fishers.append(fisher)
+            self.anchors.append(anchor)
+
+    def summary(self) -> dict:
+        return {"ewc_penalties": len(self.fishers)}
+
+    def state_dict(self) -> dict:
+        return {"fishers": self.fishers, "anchors": self.anchors}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.fishers, self.anchors = state["fishers"], state["anchors"]

@@ -1,0 +1,86 @@
+"""One epoch of training and the evaluation of every task, without host-device syncs.
+
+Losses and correct counts accumulate in device tensors and are read once per epoch by
+the caller; the training set is resident on the device and a batch is an index
+selection of it, so no per-example Python work happens anywhere.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .benchmarks import Benchmark
+from .strategies import Plugin, TrainContext, TrainSet
+
+
+def train_epoch(
+    ctx: TrainContext,
+    forward: torch.nn.Module,
+    data: TrainSet,
+    plugins: list[Plugin],
+    term_names: list[str],
+    batch_size: int,
+    generator: torch.Generator,
+    max_steps: int | None = None,
+) -> tuple[torch.Tensor, int]:
+    """Train one pass over `data` in random order (or `max_steps` batches of it).
+
+    Returns the sum over examples of each loss term (device tensor, order `term_names`)
+    and the number of examples seen. `forward` is the model, possibly compiled.
+    """
+    bench = ctx.benchmark
+    order = torch.randperm(len(data), generator=generator, device=data.y.device)
+    sums = torch.zeros(len(term_names), device=data.y.device)
+    zero = torch.zeros((), device=data.y.device)
+    seen = 0
+    for start in range(0, len(data), batch_size):
+        if max_steps is not None and ctx.step >= max_steps:
+            break
+        batch = data.subset(order[start : start + batch_size])
+        logits = forward(batch.x)
+        terms = {"ce": F.cross_entropy(bench.mask_logits(logits, batch.task), batch.y)}
+        for plugin in plugins:
+            terms.update(plugin.loss_terms(ctx, batch, logits))
+        loss = sum(terms.values())
+        ctx.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        for plugin in plugins:
+            plugin.before_step(ctx, batch)
+        ctx.optimizer.step()
+        ctx.step += 1
+        for plugin in plugins:
+            plugin.after_step(ctx, batch)
+        sums += torch.stack([terms[n].detach() if n in terms else zero for n in term_names]) * len(batch)
+        seen += len(batch)
+    return sums, seen
+
+
+@torch.no_grad()
+def evaluate(
+    ctx: TrainContext, forward: torch.nn.Module, plugins: list[Plugin], split: str, batch_size: int
+) -> torch.Tensor:
+    """[num_tasks, 3] device tensor: summed loss, correct count, example count per task."""
+    bench: Benchmark = ctx.benchmark
+    was_training = forward.training
+    forward.eval()
+    rows = []
+    for task in bench.tasks:
+        data = getattr(task, split)
+        loss = torch.zeros((), device=data.y.device)
+        correct = torch.zeros((), device=data.y.device)
+        for start in range(0, len(data), batch_size):
+            x, y = data.x[start : start + batch_size], data.y[start : start + batch_size]
+            logits = None
+            for plugin in plugins:
+                logits = plugin.eval_logits(ctx, x, task.index)
+                if logits is not None:
+                    break
+            if logits is None:
+                logits = forward(x)
+            logits = bench.mask_logits(logits, task.index)
+            loss += F.cross_entropy(logits, y, reduction="sum")
+            correct += (logits.argmax(dim=1) == y).sum()
+        rows.append(torch.stack([loss, correct, torch.tensor(float(len(data)), device=loss.device)]))
+    forward.train(was_training)
+    return torch.stack(rows)
