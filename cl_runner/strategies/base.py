@@ -57,6 +57,7 @@ class TrainContext:
     optimizer: torch.optim.Optimizer
     device: torch.device
     seed: int
+    final: bool = False  # the last task of the run: nothing comes after it to protect
     epoch: int = 0  # 1-based within the task once training starts
     step: int = 0  # optimiser steps taken in this task
 

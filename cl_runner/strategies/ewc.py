@@ -75,6 +75,8 @@ class EWCPlugin(Plugin):
         return normalize_by_max(fisher) if self.cfg.normalize == "max" else fisher
 
     def after_task(self, ctx: TrainContext) -> None:
+        if ctx.final:  # no later task to protect it from: skip the Fisher's cost
+            return
         fisher = self.estimate(ctx)
         anchor = {n: p.detach().clone() for n, p in ctx.model.named_parameters()}
         if self.cfg.mode == "online" and self.fishers:

@@ -51,6 +51,8 @@ class ReplayPlugin(Plugin):
         return TrainSet.concat([data, *self.memory]) if self.memory else data
 
     def after_task(self, ctx: TrainContext) -> None:
+        if ctx.final:  # no later task would replay it
+            return
         task = ctx.benchmark.tasks[ctx.task]
         data = TrainSet.from_split(task.train, ctx.task)
         index = choose(data, ctx.generator(_PURPOSE), self.cfg.share, self.cfg.balanced, self.cfg.per_class)

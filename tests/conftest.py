@@ -1,0 +1,71 @@
+"""Shared test fixtures: config composition, real MNIST, and tiny generated IDX data.
+
+Real MNIST comes from $CL_RUNNER_DATA or the repository's data/mnist (`make data` fills it
+from ../shared/data/mnist); a test that needs it fails, never skips, when it is missing.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+
+from cl_runner.cli import CONF_DIR
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def real_mnist_root() -> Path:
+    root = Path(os.environ.get("CL_RUNNER_DATA", REPO / "data" / "mnist"))
+    if not any(root.glob("train-images-idx3-ubyte*")):
+        pytest.fail(f"real MNIST not found in {root}: run `make data` first (tests never download)")
+    return root
+
+
+@pytest.fixture(scope="session")
+def mnist_root() -> Path:
+    return real_mnist_root()
+
+
+def compose_cfg(overrides: list[str] = (), config_name: str = "config"):
+    """The config `cl-run <overrides>` would run, composed with Hydra's compose API."""
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        return compose(config_name, overrides=list(overrides))
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    """Write a uint8 array as a gzipped IDX file (the MNIST format)."""
+    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + array.astype(np.uint8).tobytes())
+
+
+@pytest.fixture(scope="session")
+def tiny_mnist(tmp_path_factory) -> Path:
+    """A tiny MNIST look-alike: 600 train / 200 test images, each digit a distinct bright block
+    (so it is learnable in a few steps), in the four IDX files. Load with data.verify=false."""
+    root = tmp_path_factory.mktemp("tiny_mnist")
+    rng = np.random.default_rng(0)
+    for prefix, count in (("train", 600), ("t10k", 200)):
+        labels = np.arange(count) % 10
+        rng.shuffle(labels)
+        images = rng.integers(0, 40, size=(count, 28, 28))
+        for i, label in enumerate(labels):
+            images[i, 2 * label : 2 * label + 6, 4:24] = 255
+        write_idx(root / f"{prefix}-images-idx3-ubyte.gz", images)
+        write_idx(root / f"{prefix}-labels-idx1-ubyte.gz", labels)
+    return root
+
+
+def cl_run(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run the real `cl-run` command line in a subprocess."""
+    return subprocess.run(
+        [sys.executable, "-m", "cl_runner.cli", *args], capture_output=True, text=True, timeout=timeout, cwd=REPO
+    )

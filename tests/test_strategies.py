@@ -1,0 +1,171 @@
+"""Replay and EWC: the memory's size and balance, the penalty, and the exact Fisher."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+import torch
+from omegaconf import OmegaConf
+from torch import nn
+
+from cl_runner import benchmarks
+from cl_runner.fisher import fisher_diagonal, fisher_diagonal_loop
+from cl_runner.models import mlp
+from cl_runner.run import run
+from cl_runner.strategies import TrainContext, TrainSet
+from cl_runner.strategies.ewc import EWCPlugin
+from cl_runner.strategies.replay import ReplayPlugin
+
+from .conftest import compose_cfg
+
+
+def _tiny_benchmark(n_per_class: int = 50, seed: int = 0) -> benchmarks.Benchmark:
+    g = torch.Generator().manual_seed(seed)
+    tasks = []
+    for t, digits in enumerate(([0, 1, 2, 3, 4], [5, 6, 7, 8, 9])):
+        # Unequal class sizes, so that balanced and unbalanced selection differ.
+        y = torch.cat([torch.full((n_per_class * (1 + (d % 2)),), d) for d in digits])
+        split = benchmarks.Split(torch.rand(len(y), 784, generator=g), y, y.clone())
+        tasks.append(benchmarks.Task(t, str(t), digits, split, split, split))
+    masks = torch.ones(2, 10, dtype=torch.bool)
+    return benchmarks.Benchmark(tasks, "class", 10, masks)
+
+
+def _ctx(bench, task=0, seed=0, model=None):
+    model = model or mlp(784, 10, 16, 1, "leaky_relu")
+    return TrainContext(task, bench, model, torch.optim.Adam(model.parameters()), torch.device("cpu"), seed)
+
+
+def _replay(**kw):
+    return ReplayPlugin(OmegaConf.create({"share": 0.1, "balanced": False, "per_class": None, **kw}))
+
+
+def test_replay_keeps_the_share_drawn_reproducibly():
+    bench = _tiny_benchmark()
+    n = len(bench.tasks[0].train)
+    first, again, other_seed = _replay(), _replay(), _replay()
+    first.after_task(_ctx(bench))
+    again.after_task(_ctx(bench))
+    other_seed.after_task(_ctx(bench, seed=1))
+    assert len(first.memory[0]) == round(0.1 * n)
+    assert torch.equal(first.memory[0].x, again.memory[0].x)
+    assert not torch.equal(first.memory[0].x, other_seed.memory[0].x)
+    # The memory joins the next task's data, with its own task ids.
+    data = first.train_set(_ctx(bench, task=1), TrainSet.from_split(bench.tasks[1].train, 1))
+    assert len(data) == len(bench.tasks[1].train) + round(0.1 * n)
+    assert (data.task == 0).sum() == round(0.1 * n)
+
+
+def test_balanced_replay_keeps_the_same_share_of_every_class():
+    bench = _tiny_benchmark()
+    plugin = _replay(share=0.2, balanced=True)
+    plugin.after_task(_ctx(bench))
+    counts = plugin.summary()["replay_examples_per_class"]
+    sizes = {d: int((bench.tasks[0].train.digit == d).sum()) for d in range(5)}
+    assert counts == {d: round(0.2 * sizes[d]) for d in range(5)}
+
+
+def test_per_class_replay_is_a_fixed_memory():
+    bench = _tiny_benchmark()
+    plugin = _replay(per_class=7)
+    for task in (0, 1):
+        plugin.after_task(_ctx(bench, task=task))
+    assert plugin.summary()["replay_examples_per_class"] == {d: 7 for d in range(10)}
+    assert plugin.summary()["replay_examples"] == 70
+
+
+def test_replay_state_round_trips():
+    bench = _tiny_benchmark()
+    plugin, restored = _replay(), _replay()
+    plugin.after_task(_ctx(bench))
+    restored.load_state_dict(plugin.state_dict())
+    assert torch.equal(restored.memory[0].x, plugin.memory[0].x)
+
+
+def _ewc(**kw):
+    base = {"alpha": 1.0, "fisher": "empirical", "fisher_data": "val", "fisher_samples": None,
+            "normalize": "max", "mode": "separate", "gamma": 1.0}
+    return EWCPlugin(OmegaConf.create({**base, **kw}))
+
+
+def test_ewc_penalty_is_zero_at_the_anchor_and_grows_away_from_it():
+    bench = _tiny_benchmark()
+    ctx = _ctx(bench)
+    plugin = _ewc()
+    assert plugin.loss_terms(ctx, None, None) == {}  # nothing to protect before the first task
+    plugin.after_task(ctx)
+    assert plugin.penalty(ctx.model).item() == 0.0
+    direction = [torch.randn_like(p) for p in ctx.model.parameters()]
+    penalties = []
+    for step in (0.01, 0.1, 1.0):
+        with torch.no_grad():
+            for p, anchor, d in zip(ctx.model.parameters(), plugin.anchors[0].values(), direction):
+                p.copy_(anchor + step * d)
+        penalties.append(plugin.penalty(ctx.model).item())
+    assert 0 < penalties[0] < penalties[1] < penalties[2]
+    # Quadratic: ten times the distance, a hundred times the penalty.
+    assert penalties[2] / penalties[1] == pytest.approx(100, rel=1e-3)
+    assert plugin.loss_terms(ctx, None, None)["ewc"].item() == pytest.approx(penalties[2], rel=1e-6)
+
+
+def test_ewc_max_normalisation_and_online_mode():
+    bench = _tiny_benchmark()
+    plugin = _ewc(mode="online", gamma=0.5)
+    plugin.after_task(_ctx(bench, task=0))
+    for f in plugin.fishers[0].values():
+        assert f.max().item() == pytest.approx(1.0, rel=1e-6)
+    first = {n: f.clone() for n, f in plugin.fishers[0].items()}
+    plugin.after_task(_ctx(bench, task=1, model=_ctx(bench).model))
+    assert len(plugin.fishers) == 1  # one running penalty
+    separate = _ewc()
+    for task in (0, 1):
+        separate.after_task(_ctx(bench, task=task))
+    assert len(separate.fishers) == 2
+    assert any(not torch.allclose(plugin.fishers[0][n], first[n]) for n in first)
+
+
+def _rel_diff(a: dict, b: dict) -> float:
+    return max(((a[n].double() - b[n].double()).abs().max() / b[n].double().abs().max()).item() for n in a)
+
+
+@pytest.mark.parametrize("depth", [1, 2])
+def test_vectorised_fisher_equals_the_per_example_loop(depth):
+    torch.manual_seed(0)
+    model = mlp(784, 10, 32, depth, "leaky_relu")
+    x, y = torch.rand(300, 784), torch.randint(0, 10, (300,))
+    fast, slow = fisher_diagonal(model, x, y, chunk=64), fisher_diagonal_loop(model, x, y)
+    assert set(fast) == set(slow) == {n for n, _ in model.named_parameters()}
+    assert _rel_diff(fast, slow) < 1e-5
+
+
+def test_fisher_with_task_masks_and_the_vmap_fallback():
+    torch.manual_seed(0)
+    # LayerNorm has parameters that are not a Linear's: the vmap path must take over.
+    model = nn.Sequential(nn.Linear(20, 16), nn.LayerNorm(16), nn.ReLU(), nn.Linear(16, 6))
+    x, y = torch.randn(64, 20), torch.randint(0, 3, (64,))
+    bias = torch.zeros(64, 6)
+    bias[:, 3:] = benchmarks.MASKED_LOGIT  # only the first three outputs are this task's
+    fast, slow = fisher_diagonal(model, x, y, bias), fisher_diagonal_loop(model, x, y, bias)
+    assert _rel_diff(fast, slow) < 1e-5
+    # Masked outputs get no gradient at all.
+    assert fast["3.weight"][3:].abs().max().item() == 0.0
+
+
+@pytest.mark.slow
+def test_short_ewc_replay_run(mnist_root, tmp_path):
+    cfg = compose_cfg([f"data.root={mnist_root}", "experiment=ewc_replay", "train.epochs=[2,2]",
+                       "model.width=32", "train.progress=false"])
+    summary = run(cfg, tmp_path)
+    assert summary["status"] == "completed"
+    log = pd.read_csv(tmp_path / "train_log.csv")
+    assert list(log.columns) == ["train_task", "epoch", "global_epoch", "loss", "ce", "ewc", "seconds"]
+    assert (log[log.train_task == 0]["ewc"] == 0).all() and (log[log.train_task == 1]["ewc"] > 0).all()
+    assert log["loss"].to_numpy() == pytest.approx((log["ce"] + log["ewc"]).to_numpy(), rel=1e-5)
+    saved = json.loads((tmp_path / "summary.json").read_text())
+    task0_train = len(benchmarks.build(cfg, torch.device("cpu")).tasks[0].train)
+    assert saved["replay_examples_per_task"] == [round(0.1 * task0_train)]
+    assert saved["ewc_penalties"] == 1
+    # Replay keeps task 0 alive: far above what naive training leaves (about 0).
+    assert saved["final_test_acc"][0] > 0.5
