@@ -52,6 +52,49 @@ notebook: data ## All six notebook experiments, then a comparison table (noteboo
 bench: data ## Speed: notebook-style baseline vs cl-runner, printed and saved to bench/results-<device>.json
 	$(PYTHON) bench/bench.py $(ARGS)
 
+# Sweeps: LAUNCHER=joblib runs the jobs in parallel here; LAUNCHER=slurm (or ray_cluster)
+# runs the same sweep on a cluster (conf/hydra/launcher/). Each sweep writes into a fixed
+# folder, so the report step knows where to look; an earlier sweep there is first moved
+# aside to <folder>-<date>_<time>, so old and new runs never mix in one report.
+LAUNCHER ?= joblib
+SEEDS ?= 0,1,2
+REPLAY_SHARES ?= 0.01,0.1,0.5
+EWC_ALPHAS ?= 1e6,1e7,1e8,1e9
+SWEEP_REPLAY_DIR ?= multirun/sweep-replay
+SWEEP_EWC_DIR ?= multirun/sweep-ewc
+MOVE_ASIDE = if [ -e "$(1)" ]; then mv "$(1)" "$(1)-$$(date +%Y-%m-%d_%H-%M-%S)"; fi
+
+sweep-replay: data ## Replay-share sweep (REPLAY_SHARES x SEEDS, mlp64, in parallel), then cl-report of it
+	@$(call MOVE_ASIDE,$(SWEEP_REPLAY_DIR))
+	$(CL_RUN) -m hydra/launcher=$(LAUNCHER) strategy=replay model=mlp64 replay.share=$(REPLAY_SHARES) seed=$(SEEDS) \
+		train.progress=false hydra.sweep.dir=$(SWEEP_REPLAY_DIR) $(ARGS)
+	$(PYTHON) -m cl_runner.report $(SWEEP_REPLAY_DIR)
+
+sweep-ewc: data ## EWC-strength sweep (EWC_ALPHAS x SEEDS, mlp256, in parallel), then cl-report of it
+	@$(call MOVE_ASIDE,$(SWEEP_EWC_DIR))
+	$(CL_RUN) -m hydra/launcher=$(LAUNCHER) strategy=ewc model=mlp256 ewc.alpha=$(EWC_ALPHAS) seed=$(SEEDS) \
+		train.progress=false hydra.sweep.dir=$(SWEEP_EWC_DIR) $(ARGS)
+	$(PYTHON) -m cl_runner.report $(SWEEP_EWC_DIR)
+
+# The strategy zoo on the literature's split-MNIST protocol (conf/experiment/split_mnist_protocol.yaml),
+# under class-IL and task-IL, one sweep each into $(ZOO_DIR)-class and $(ZOO_DIR)-task, then
+# one cl-report per scenario. The preset holds the reference code's class-IL strengths; task-IL
+# gets its own (ZOO_TASK_ARGS). ZOO_SEEDS=0 runs one seed (about 24 protocol runs instead of 72).
+ZOO_STRATEGIES ?= naive,joint,cumulative,ewc,si,lwf,replay,agem,der,derpp,icarl,gdumb
+ZOO_SEEDS ?= 0,1,2
+ZOO_DIR ?= multirun/zoo
+ZOO_TASK_ARGS ?= ewc.alpha=5e4 si.c=10
+
+zoo: data ## Every strategy x ZOO_SEEDS on the split-MNIST protocol, class- and task-IL, then cl-report of each
+	@$(call MOVE_ASIDE,$(ZOO_DIR)-class)
+	@$(call MOVE_ASIDE,$(ZOO_DIR)-task)
+	$(CL_RUN) -m hydra/launcher=$(LAUNCHER) experiment=split_mnist_protocol scenario=class \
+		strategy=$(ZOO_STRATEGIES) seed=$(ZOO_SEEDS) train.progress=false hydra.sweep.dir=$(ZOO_DIR)-class $(ARGS)
+	$(CL_RUN) -m hydra/launcher=$(LAUNCHER) experiment=split_mnist_protocol scenario=task $(ZOO_TASK_ARGS) \
+		strategy=$(ZOO_STRATEGIES) seed=$(ZOO_SEEDS) train.progress=false hydra.sweep.dir=$(ZOO_DIR)-task $(ARGS)
+	$(PYTHON) -m cl_runner.report $(ZOO_DIR)-class
+	$(PYTHON) -m cl_runner.report $(ZOO_DIR)-task
+
 wheel: ## Build the wheel into dist/
 	$(PYTHON) -m pip wheel --no-deps -w dist .
 

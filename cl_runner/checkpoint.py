@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from .errors import UserError
+from .errors import ConfigError, UserError
 
 FILENAME = "checkpoint.pt"
 
@@ -28,4 +28,8 @@ def load(folder: Path, device: torch.device) -> dict:
     path = Path(folder) / FILENAME
     if not path.is_file():
         raise UserError(f"resume={folder}: no {FILENAME} there (the run finished no task, or it is not a run folder)")
-    return torch.load(path, map_location=device, weights_only=True)
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except Exception as err:  # noqa: BLE001 - truncated file, or an object weights_only refuses
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise ConfigError("resume", str(folder), f"{path} is unreadable ({first}); resume from another run folder") from None

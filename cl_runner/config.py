@@ -10,6 +10,7 @@ allowed. Both run before any data is loaded.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -78,6 +79,10 @@ class ReplayConfig:
     share: float = 0.1  # share of each earlier task's training data kept
     balanced: bool = False  # the same share of every class
     per_class: Optional[int] = None  # fixed memory: examples kept per class (overrides share)
+    policy: str = "share"  # share (the above) | reservoir | class_balanced (cl_runner.strategies.memory)
+    memory_size: Optional[int] = None  # reservoir / class_balanced: examples kept in all
+    mix: str = "concat"  # concat (memory joins the training set) | batch (a memory batch per step)
+    batch_size: int = 128  # mix=batch: memory examples per step
 
 
 @dataclass
@@ -89,6 +94,57 @@ class EWCConfig:
     normalize: str = "max"  # max | none
     mode: str = "separate"  # separate | online
     gamma: float = 1.0  # online decay of the running Fisher
+
+
+@dataclass
+class CumulativeConfig:
+    pass  # no knobs: every earlier task's whole training set joins the current one
+
+
+@dataclass
+class SIConfig:
+    c: float = 1.0  # strength of the quadratic penalty
+    xi: float = 1e-3  # damping: omega = path integral / (total change^2 + xi)
+
+
+@dataclass
+class LwFConfig:
+    alpha: float = 1.0  # weight of the distillation term
+    temperature: float = 2.0
+
+
+@dataclass
+class AGEMConfig:
+    policy: str = "class_balanced"  # class_balanced | reservoir
+    memory_size: Optional[int] = None  # examples in all (null: only per_class bounds it)
+    per_class: Optional[int] = 100
+    batch_size: int = 256  # memory examples per reference gradient
+
+
+@dataclass
+class DERConfig:
+    policy: str = "reservoir"  # reservoir (the paper) | class_balanced
+    memory_size: int = 500
+    alpha: float = 0.5  # weight of the logit-matching (MSE) term
+    beta: float = 0.5  # DER++ only: weight of the memory labels' cross-entropy
+    plus: bool = False  # DER++
+    batch_size: int = 128  # memory examples per term and step
+
+
+@dataclass
+class ICaRLConfig:
+    memory_size: Optional[int] = None  # exemplars in all, shared equally by the classes seen
+    per_class: Optional[int] = 100  # exemplars per class
+    selection: str = "herding"  # herding (the paper) | random
+    alpha: float = 1.0  # weight of the sigmoid-BCE distillation on the old classes' outputs
+    nme: bool = True  # classify by the nearest mean of exemplars (false: the network's outputs)
+
+
+@dataclass
+class GDumbConfig:
+    memory_size: int = 500  # examples in all, class-balanced
+    per_class: Optional[int] = None
+    reinit: bool = True  # re-initialise the model before each task (false: fine-tune it)
 
 
 @dataclass
@@ -110,6 +166,13 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     replay: ReplayConfig = field(default_factory=ReplayConfig)
     ewc: EWCConfig = field(default_factory=EWCConfig)
+    cumulative: CumulativeConfig = field(default_factory=CumulativeConfig)
+    si: SIConfig = field(default_factory=SIConfig)
+    lwf: LwFConfig = field(default_factory=LwFConfig)
+    agem: AGEMConfig = field(default_factory=AGEMConfig)
+    der: DERConfig = field(default_factory=DERConfig)
+    icarl: ICaRLConfig = field(default_factory=ICaRLConfig)
+    gdumb: GDumbConfig = field(default_factory=GDumbConfig)
     joint: JointConfig = field(default_factory=JointConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     scenario: str = "class"
@@ -134,7 +197,7 @@ def _one_of(key: str, value: Any, allowed: tuple) -> None:
 def _positive(key: str, value: Any, kind: type = int) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not isinstance(value, int)):
         raise ConfigError(key, value, f"expected a positive {'integer' if kind is int else 'number'}")
-    if value <= 0:
+    if not math.isfinite(value) or value <= 0:  # nan <= 0 is False: test finiteness first
         raise ConfigError(key, value, f"expected a positive {'integer' if kind is int else 'number'}")
 
 

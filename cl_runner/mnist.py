@@ -54,9 +54,12 @@ def _read_bytes(path: Path) -> bytes:
 def _parse_idx(data: bytes, path: Path) -> np.ndarray:
     # Header: two zero bytes, a type code (0x08 = uint8), the number of dimensions,
     # then one big-endian uint32 per dimension.
-    ndim = data[3]
-    shape = struct.unpack(f">{ndim}I", data[4 : 4 + 4 * ndim])
-    array = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
+    try:  # with data.verify=false a damaged header must still end in one line, not a traceback
+        ndim = data[3]
+        shape = struct.unpack(f">{ndim}I", data[4 : 4 + 4 * ndim])
+        array = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
+    except (IndexError, struct.error, ValueError) as err:
+        raise DataError(f"MNIST file {path} is not an IDX file ({err}); delete it and fetch it again") from None
     if data[2] != 0x08 or array.size != int(np.prod(shape)):
         raise DataError(f"MNIST file {path} is not a uint8 IDX file of shape {shape}")
     return array.reshape(shape)

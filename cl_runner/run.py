@@ -52,6 +52,7 @@ class Stage:
     name: str
     data_tasks: list[int]  # tasks whose training data form this stage's base set
     shares: list[float] | None = None  # joint: share of each task's data
+    final: bool = False  # the run's last stage
 
 
 def resolve_device(name: str) -> torch.device:
@@ -70,8 +71,8 @@ def _epochs_of(cfg: DictConfig, stage: int) -> int:
 def _plan(cfg: DictConfig, bench: benchmarks.Benchmark) -> list[Stage]:
     if cfg.strategy.name == "joint":
         shares = list(cfg.joint.task_shares) if cfg.joint.task_shares is not None else [1.0] * len(bench.tasks)
-        return [Stage(0, "joint", list(range(len(bench.tasks))), shares)]
-    return [Stage(t.index, t.name, [t.index]) for t in bench.tasks]
+        return [Stage(0, "joint", list(range(len(bench.tasks))), shares, final=True)]
+    return [Stage(t.index, t.name, [t.index], final=t.index == len(bench.tasks) - 1) for t in bench.tasks]
 
 
 def _base_set(stage: Stage, bench: benchmarks.Benchmark, ctx: TrainContext) -> TrainSet:
@@ -116,9 +117,9 @@ def run(cfg: DictConfig, output_dir: str | Path) -> dict:
         resume_from = Path(cfg.resume)
         saved = resume_from / "config.yaml"
         if not saved.is_file():
-            raise UserError(f"resume={resume_from}: no config.yaml there; expected a cl-run output folder")
+            raise ConfigError("resume", str(resume_from), "no config.yaml there; expected a cl-run output folder")
         if not (resume_from / checkpoint.FILENAME).is_file():
-            raise UserError(f"resume={resume_from}: no {checkpoint.FILENAME} there (the run finished no task)")
+            raise ConfigError("resume", str(resume_from), f"no {checkpoint.FILENAME} there (the run finished no task)")
         cfg = OmegaConf.load(saved)  # the interrupted run's own config, not today's defaults
         output_dir = resume_from
     validate(cfg)
@@ -205,7 +206,7 @@ def _eval_rows(ctx, forward, plugins, cfg, train_task, epoch, global_epoch, spli
 
 
 def _train_stage(cfg, stage, bench, model, forward, optimizer, plugins, term_names, metrics_log, train_log, device, global_epoch) -> int:
-    ctx = TrainContext(stage.index, bench, model, optimizer, device, cfg.seed)
+    ctx = TrainContext(stage.index, bench, model, optimizer, device, cfg.seed, final=stage.final)
     for plugin in plugins:
         plugin.before_task(ctx)
     data = _base_set(stage, bench, ctx)
@@ -234,11 +235,15 @@ def _train_stage(cfg, stage, bench, model, forward, optimizer, plugins, term_nam
             )
         last = epoch == epochs
         seconds = time.perf_counter() - started
-        train_log.write([{"train_task": stage.index, "epoch": epoch, "global_epoch": global_epoch, "loss": total,
-                          **dict(zip(term_names, terms)), "seconds": round(seconds, 4)}])
+        eval_rows = []
         if epoch % cfg.train.eval_every == 0 or last:
             splits = ("val", "test") if last else ("val",)
-            metrics_log.write(_eval_rows(ctx, forward, plugins, cfg, stage.index, epoch, global_epoch, splits))
+            eval_rows = _eval_rows(ctx, forward, plugins, cfg, stage.index, epoch, global_epoch, splits)
+        # Both logs get the epoch's rows back to back, after its evaluation: a Ctrl-C during
+        # training or evaluation leaves the epoch out of both files, never in one only.
+        train_log.write([{"train_task": stage.index, "epoch": epoch, "global_epoch": global_epoch, "loss": total,
+                          **dict(zip(term_names, terms)), "seconds": round(seconds, 4)}])
+        metrics_log.write(eval_rows)
         bar.set_postfix(loss=f"{total:.4f}")
     bar.close()
     for plugin in plugins:

@@ -115,7 +115,7 @@ def test_ewc_max_normalisation_and_online_mode():
     plugin = _ewc(mode="online", gamma=0.5)
     plugin.after_task(_ctx(bench, task=0))
     for f in plugin.fishers[0].values():
-        assert f.max().item() == pytest.approx(1.0, rel=1e-6)
+        assert f.max().item() == pytest.approx(1.0, rel=1e-4)  # max / (max + 1e-8)
     first = {n: f.clone() for n, f in plugin.fishers[0].items()}
     plugin.after_task(_ctx(bench, task=1, model=_ctx(bench).model))
     assert len(plugin.fishers) == 1  # one running penalty

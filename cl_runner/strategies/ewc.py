@@ -37,8 +37,8 @@ class EWCPlugin(Plugin):
     @staticmethod
     def validate(cfg: DictConfig, num_tasks: int) -> None:
         c = cfg.ewc
-        if isinstance(c.alpha, bool) or not isinstance(c.alpha, (int, float)) or c.alpha < 0:
-            raise ConfigError("ewc.alpha", c.alpha, "expected a number >= 0")
+        if isinstance(c.alpha, bool) or not isinstance(c.alpha, (int, float)) or not 0 <= c.alpha < float("inf"):
+            raise ConfigError("ewc.alpha", c.alpha, "expected a finite number >= 0")
         for key, allowed in (("fisher", ("empirical", "true")), ("fisher_data", ("val", "train")),
                              ("normalize", ("max", "none")), ("mode", ("separate", "online"))):
             if c[key] not in allowed:

@@ -1,0 +1,81 @@
+"""Dark Experience Replay and DER++ (Buzzega, Boschini, Porrello, Abati & Calderara, "Dark
+experience for general continual learning: a strong, simple baseline", NeurIPS 2020).
+
+A memory of `der.memory_size` examples (reservoir sampling over every training example
+seen, as in the paper; `der.policy=class_balanced` is the alternative) keeps each
+example with the logits the model gave it when it was trained on, i.e. the forward pass
+of that step, before its update. Every step adds
+
+    der.alpha * MSE(model(x_m), stored logits of x_m)             (the `der` term)
+    der.beta  * CE(model(x_m'), y_m')   only when der.plus=true   (the `derpp` term, DER++)
+
+where m and m' are two independent random memory batches of `der.batch_size`. The
+current batch joins the memory after the step (`after_step`), with the logits of
+`loss_terms`. The MSE is over all outputs of the raw (unmasked) logits; the DER++
+cross-entropy masks each memory example by its own task under task-IL.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig
+
+from ..errors import ConfigError
+from .base import Plugin, TrainContext, TrainSet
+from .memory import Memory, check_number, check_positive_int, validate_memory
+
+_PURPOSE_SAMPLE = 13  # generator stream for the memory batches
+_PURPOSE_STORE = 14  # generator stream for the reservoir's draws
+
+
+class DERPlugin(Plugin):
+    name = "der"
+    loss_names = ("der", "derpp")
+
+    def __init__(self, cfg: DictConfig):
+        super().__init__(cfg)
+        self.memory = Memory(cfg.policy, cfg.memory_size)
+        self._sampler: torch.Generator | None = None
+        self._store_gen: torch.Generator | None = None
+        self._logits: torch.Tensor | None = None
+
+    @staticmethod
+    def validate(cfg: DictConfig, num_tasks: int) -> None:
+        validate_memory(cfg.der, "der", ("reservoir", "class_balanced"))
+        check_number("der.alpha", cfg.der.alpha, 0.0)
+        check_number("der.beta", cfg.der.beta, 0.0)
+        check_positive_int("der.batch_size", cfg.der.batch_size)
+        if not isinstance(cfg.der.plus, bool):
+            raise ConfigError("der.plus", cfg.der.plus, "expected true (DER++) or false (DER)")
+
+    def before_task(self, ctx: TrainContext) -> None:
+        self._sampler = ctx.generator(_PURPOSE_SAMPLE)
+        self._store_gen = ctx.generator(_PURPOSE_STORE)
+
+    def loss_terms(self, ctx: TrainContext, batch: TrainSet, logits: torch.Tensor) -> dict[str, torch.Tensor]:
+        self._logits = logits.detach()
+        if not len(self.memory):
+            return {}
+        past, index = self.memory.sample(self.cfg.batch_size, self._sampler)
+        terms = {"der": self.cfg.alpha * F.mse_loss(ctx.model(past.x), self.memory.extra("logits")[index])}
+        if self.cfg.plus:
+            other, _ = self.memory.sample(self.cfg.batch_size, self._sampler)
+            scores = ctx.benchmark.mask_logits(ctx.model(other.x), other.task)
+            terms["derpp"] = self.cfg.beta * F.cross_entropy(scores, other.y)
+        return terms
+
+    def after_step(self, ctx: TrainContext, batch: TrainSet) -> None:
+        self.memory.add(batch, self._store_gen, ctx.benchmark.num_outputs, logits=self._logits)
+        self._logits = None
+
+    def summary(self) -> dict:
+        stored = self.memory.data.task if len(self.memory) else torch.empty(0, dtype=torch.long)
+        return {"der_memory_examples": len(self.memory), "der_memory_per_task": torch.bincount(stored).tolist(),
+                "der_examples_seen": self.memory.seen}
+
+    def state_dict(self) -> dict:
+        return {"memory": self.memory.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.memory.load_state_dict(state["memory"])

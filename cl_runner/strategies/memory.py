@@ -1,0 +1,232 @@
+"""Bounded example memories shared by the rehearsal strategies (replay, A-GEM, DER, iCaRL, GDumb).
+
+Two policies decide what a memory of `memory_size` examples keeps:
+
+- `reservoir` (Vitter 1985; as in DER, Buzzega et al. 2020): every example of the stream
+  has the same chance, memory_size / seen, of being in the memory, whatever its class or
+  task. Vectorised: for a chunk of n new items after N seen, item i has global index
+  t = N + i; it fills slot t while t < memory_size, else it draws j ~ U{0..t} and
+  overwrites slot j when j < memory_size. All draws are made at once and collisions are
+  resolved so that the last writer wins, which is exactly what the one-at-a-time
+  algorithm does with the same draws (its choices do not depend on the memory's content).
+- `class_balanced` (GDumb's greedy balanced sampler, Prabhu et al. 2020, in its final
+  state): every class gets the same quota, at most `per_class` each when that is set,
+  and at most `memory_size` in all when that is set (water-filling: a class with fewer
+  examples than the level keeps them all and leaves the rest to the others). A class
+  over its quota keeps a random subset; no per-example Python loop.
+
+A class is (task, label) so that domain-IL's shared labels still count per task; for
+split MNIST under class- or task-IL it is simply the digit. Everything is stored as
+tensors (`state_dict` holds only tensors) so that checkpoints load with weights_only.
+"""
+
+from __future__ import annotations
+
+import torch
+from omegaconf import DictConfig
+
+from ..errors import ConfigError
+from .base import TrainSet
+
+POLICIES = ("reservoir", "class_balanced")
+_FIELDS = ("x", "y", "task", "digit")
+
+
+def class_keys(data: TrainSet, num_outputs: int) -> torch.Tensor:
+    """One integer per example naming its class: task * num_outputs + label."""
+    return data.task * num_outputs + data.y
+
+
+# --- reservoir ---------------------------------------------------------------
+
+
+def reservoir_draws(seen: int, count: int, generator: torch.Generator, device: torch.device | str = "cpu") -> torch.Tensor:
+    """For items with global index t = seen .. seen+count-1, a draw j ~ U{0..t} each (int64)."""
+    t = seen + torch.arange(count, device=device, dtype=torch.float64)
+    u = torch.rand(count, generator=generator, device=device, dtype=torch.float64)
+    return (u * (t + 1)).floor().long().minimum(t.long())  # float64: exact well past 2**40 items
+
+
+def reservoir_assign(seen: int, capacity: int, draws: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(slots, items): write new item `items[k]` into slot `slots[k]`; every slot at most once.
+
+    Item i goes to slot seen+i while the memory is filling, else to its draw when that is
+    below the capacity; where several items pick one slot the last of them wins."""
+    count = len(draws)
+    t = seen + torch.arange(count, device=draws.device)
+    slot = torch.where(t < capacity, t, draws)
+    keep = slot < capacity
+    items = torch.arange(count, device=draws.device)[keep]
+    winner = torch.full((capacity,), -1, dtype=torch.long, device=draws.device)
+    winner.scatter_reduce_(0, slot[keep], items, reduce="amax")
+    slots = torch.nonzero(winner >= 0).squeeze(1)
+    return slots, winner[slots]
+
+
+# --- class-balanced ----------------------------------------------------------
+
+
+def balanced_quota(counts: torch.Tensor, memory_size: int | None, per_class: int | None) -> torch.Tensor:
+    """How many examples each class keeps, given how many it has (water-filling).
+
+    With memory_size M: the largest level L with sum(min(count, L)) <= M, and what is left
+    of M goes one each to the first classes still above L."""
+    cap = counts.clone() if per_class is None else counts.clamp(max=per_class)
+    if memory_size is None or int(cap.sum()) <= memory_size:
+        return cap
+    ordered = torch.sort(cap).values.tolist()  # one entry per class: a handful, not examples
+    level, left, remaining = 0, memory_size, len(ordered)
+    for c in ordered:
+        share = left // remaining
+        if c <= share:
+            left -= c
+            remaining -= 1
+        else:
+            level = share
+            break
+    quota = cap.clamp(max=level)
+    extra = memory_size - int(quota.sum())
+    above = torch.nonzero(cap > level).squeeze(1)[:extra]
+    quota[above] += 1
+    return quota
+
+
+def balanced_select(keys: torch.Tensor, quota: torch.Tensor, generator: torch.Generator, classes: torch.Tensor) -> torch.Tensor:
+    """Indices of a random subset keeping quota[k] examples of class classes[k] (classes sorted,
+    each present in keys); the result is grouped by class."""
+    n = len(keys)
+    random_order = torch.randperm(n, generator=generator, device=keys.device)
+    by_class = random_order[torch.sort(keys[random_order], stable=True).indices]
+    sorted_keys = keys[by_class]
+    position = torch.searchsorted(classes, sorted_keys)  # class index of each sorted example
+    starts = torch.searchsorted(sorted_keys, classes)  # first sorted position of each class
+    rank = torch.arange(n, device=keys.device) - starts[position]
+    return by_class[rank < quota[position]]
+
+
+def class_balanced(keys: torch.Tensor, generator: torch.Generator, memory_size: int | None, per_class: int | None) -> torch.Tensor:
+    """Indices of a class-balanced random subset of the examples with these class keys."""
+    classes, counts = torch.unique(keys, return_counts=True)
+    quota = balanced_quota(counts, memory_size, per_class)
+    return balanced_select(keys, quota, generator, classes)
+
+
+# --- the memory --------------------------------------------------------------
+
+
+class Memory:
+    """A bounded memory of training examples, optionally with extra per-example tensors
+    (e.g. DER's logits), filled by one of the two policies."""
+
+    def __init__(self, policy: str, memory_size: int | None, per_class: int | None = None, num_outputs: int | None = None):
+        if policy not in POLICIES:
+            raise ValueError(f"unknown memory policy {policy!r}")
+        if policy == "reservoir" and memory_size is None:
+            raise ValueError("a reservoir needs a memory_size")
+        if policy == "class_balanced" and memory_size is None and per_class is None:
+            raise ValueError("a class-balanced memory needs a memory_size or per_class")
+        self.policy, self.memory_size, self.per_class = policy, memory_size, per_class
+        self.num_outputs = num_outputs  # set on first use when None
+        self.store: dict[str, torch.Tensor] = {}
+        self.size = 0
+        self.seen = 0  # examples offered so far
+
+    def __len__(self) -> int:
+        return self.size
+
+    @property
+    def data(self) -> TrainSet:
+        return TrainSet(*(self.store[f][: self.size] for f in _FIELDS))
+
+    def extra(self, name: str) -> torch.Tensor:
+        return self.store[name][: self.size]
+
+    def add(self, data: TrainSet, generator: torch.Generator, num_outputs: int, **extra: torch.Tensor) -> None:
+        """Offer these examples (with their extra tensors) to the memory."""
+        self.num_outputs = num_outputs
+        incoming = {**{f: getattr(data, f) for f in _FIELDS}, **extra}
+        if self.policy == "reservoir":
+            self._add_reservoir(incoming, len(data), generator)
+        else:
+            self._add_balanced(incoming, len(data), generator)
+        self.seen += len(data)
+
+    def _add_reservoir(self, incoming: dict[str, torch.Tensor], count: int, generator: torch.Generator) -> None:
+        capacity = self.memory_size
+        if not self.store:
+            self.store = {k: v.new_zeros((capacity, *v.shape[1:])) for k, v in incoming.items()}
+        device = incoming["y"].device
+        slots, items = reservoir_assign(self.seen, capacity, reservoir_draws(self.seen, count, generator, device))
+        for k, v in incoming.items():
+            self.store[k][slots] = v[items]
+        self.size = min(capacity, self.seen + count)
+
+    def _add_balanced(self, incoming: dict[str, torch.Tensor], count: int, generator: torch.Generator) -> None:
+        pool = {k: torch.cat([self.store[k][: self.size], v]) if self.store else v for k, v in incoming.items()}
+        keys = pool["task"] * self.num_outputs + pool["y"]
+        keep = class_balanced(keys, generator, self.memory_size, self.per_class)
+        self.store = {k: v[keep] for k, v in pool.items()}
+        self.size = len(keep)
+
+    def sample(self, count: int, generator: torch.Generator) -> tuple[TrainSet, torch.Tensor]:
+        """A random batch of up to `count` distinct stored examples, and their indices."""
+        index = torch.randperm(self.size, generator=generator, device=self.store["y"].device)[:count]
+        return self.data.subset(index), index
+
+    def per_class_counts(self) -> dict[int, int]:
+        if not self.size:
+            return {}
+        values, counts = torch.unique(self.store["digit"][: self.size], return_counts=True)
+        return {int(v): int(c) for v, c in zip(values.tolist(), counts.tolist())}
+
+    def state_dict(self) -> dict:
+        return {"store": {k: v[: self.size] for k, v in self.store.items()},
+                "size": torch.tensor(self.size), "seen": torch.tensor(self.seen)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.size, self.seen = int(state["size"]), int(state["seen"])
+        store = state["store"]
+        if self.policy == "reservoir" and store:  # keep the preallocated capacity
+            self.store = {k: v.new_zeros((self.memory_size, *v.shape[1:])) for k, v in store.items()}
+            for k, v in store.items():
+                self.store[k][: self.size] = v
+        else:
+            self.store = dict(store)
+
+
+def build_memory(node: DictConfig, default_policy: str = "class_balanced") -> Memory:
+    return Memory(node.get("policy", default_policy), node.get("memory_size"), node.get("per_class"))
+
+
+# --- config checks -----------------------------------------------------------
+
+
+def check_positive_int(key: str, value, allow_none: bool = False, none_means: str = "") -> None:
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(key, value, "expected an integer >= 1" + (f", or null {none_means}" if allow_none else ""))
+
+
+def check_number(key: str, value, low: float = 0.0, low_open: bool = False, high: float | None = None) -> None:
+    bad = isinstance(value, bool) or not isinstance(value, (int, float))
+    if not bad:
+        bad = value <= low if low_open else value < low
+        bad = bad or (high is not None and value > high)
+    if bad:
+        bound = f"> {low:g}" if low_open else f">= {low:g}"
+        raise ConfigError(key, value, f"expected a number {bound}" + (f" and <= {high:g}" if high is not None else ""))
+
+
+def validate_memory(node: DictConfig, prefix: str, policies: tuple[str, ...] = POLICIES) -> None:
+    """Check `<prefix>.policy`, `.memory_size` and `.per_class` of a memory-backed plugin."""
+    policy = node.get("policy", policies[0])
+    if policy not in policies:
+        raise ConfigError(f"{prefix}.policy", policy, f"allowed: {', '.join(policies)}")
+    check_positive_int(f"{prefix}.memory_size", node.get("memory_size"), allow_none=True, none_means="(no total bound)")
+    if "per_class" in node:
+        check_positive_int(f"{prefix}.per_class", node.get("per_class"), allow_none=True, none_means="(no per-class bound)")
+    if policy == "reservoir" and node.get("memory_size") is None:
+        raise ConfigError(f"{prefix}.memory_size", None, f"{prefix}.policy=reservoir needs a memory size (an integer >= 1)")
+    if policy == "class_balanced" and node.get("memory_size") is None and node.get("per_class") is None:
+        raise ConfigError(f"{prefix}.memory_size", None, f"{prefix}.policy=class_balanced needs {prefix}.memory_size or {prefix}.per_class")
