@@ -157,7 +157,7 @@ def test_optuna_experiment_tunes_ewc_alpha_on_a_log_scale():
 
 
 def make(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run(["make", f"PYTHON={sys.executable}", *args], capture_output=True, text=True,
+    return subprocess.run(["make", "--no-print-directory", f"PYTHON={sys.executable}", *args], capture_output=True, text=True,
                           timeout=timeout, cwd=REPO)
 
 

@@ -8,8 +8,8 @@ then the model is re-initialised and trained from scratch on the memory only: th
 `train.iterations` steps (or `train.epochs` epochs) on it. Re-initialisation happens in
 `before_task`, in place (`reset_parameters()` of every layer), from a generator seeded by
 (seed, task), so it is reproducible and leaves the global random state alone; the
-optimiser is recreated per task by the loop when `train.reset_optimizer=true` (the
-default). The memory's final state is the one GDumb's greedy sampler reaches (classes
+optimiser's state (Adam's moments) is cleared with it, so a model trained from scratch
+never inherits the old one's moments, whatever `train.reset_optimizer` says. The memory's final state is the one GDumb's greedy sampler reaches (classes
 water-filled to equal counts, a random subset of each), drawn in one vectorised step.
 """
 
@@ -54,6 +54,7 @@ class GDumbPlugin(Plugin):
     def before_task(self, ctx: TrainContext) -> None:
         if self.cfg.reinit:
             reinitialise(ctx.model, ctx.generator(_PURPOSE_INIT))
+            ctx.optimizer.state.clear()  # fresh moments and step counts, as for a new optimiser
 
     def train_set(self, ctx: TrainContext, data: TrainSet) -> TrainSet:
         self.memory.add(data, ctx.generator(_PURPOSE_STORE), ctx.benchmark.num_outputs)

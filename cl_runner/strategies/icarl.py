@@ -17,7 +17,7 @@ Three parts, as in the paper:
   BCE (the loop owns that term; van de Ven et al. 2022 report that both work).
 - Classification by the nearest mean of exemplars (`icarl.nme=true`, via `eval_logits`):
   the score of label y is minus the squared distance from the normalised feature to the
-  nearest class mean with that label. The means come from the exemplars of the finished
+  nearest class mean with that label (-5, below any such score, for a label without one). The means come from the exemplars of the finished
   tasks and, for the task in training (whose exemplars are chosen only after it), from its
   training set, whose mean the herded exemplars approximate.
 
@@ -32,7 +32,6 @@ from omegaconf import DictConfig
 from torch import nn
 from torch.func import functional_call
 
-from ..benchmarks import MASKED_LOGIT
 from ..errors import ConfigError
 from .base import Plugin, TrainContext, TrainSet
 from .memory import balanced_quota, check_number, check_positive_int
@@ -40,6 +39,10 @@ from .memory import balanced_quota, check_number, check_positive_int
 _PURPOSE_RANDOM = 15  # generator stream for icarl.selection=random
 SELECTIONS = ("herding", "random")
 _FEATURE_CHUNK = 8192
+# Score of a label with no class mean yet: below every real score (minus a squared distance
+# between unit vectors is >= -4), above the task-IL mask, so such labels never beat a seen
+# class, and a task none of whose classes was seen yet gets a fixed guess, not a sure miss.
+NO_PROTOTYPE = -5.0
 
 
 def features(model: nn.Module, x: torch.Tensor, params: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
@@ -194,7 +197,7 @@ class ICaRLPlugin(Plugin):
         _, means, labels = self._cache
         f = F.normalize(features(ctx.model, x), dim=1)
         neg_dist = -torch.cdist(f, means).square()  # [B, K]
-        scores = torch.full((len(x), ctx.benchmark.num_outputs), MASKED_LOGIT, device=x.device, dtype=f.dtype)
+        scores = torch.full((len(x), ctx.benchmark.num_outputs), NO_PROTOTYPE, device=x.device, dtype=f.dtype)
         return scores.scatter_reduce(1, labels.expand(len(x), -1), neg_dist, reduce="amax")
 
     # --- bookkeeping ----------------------------------------------------------
