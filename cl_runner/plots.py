@@ -36,8 +36,15 @@ def plot_curves(metrics: pd.DataFrame, train_log: pd.DataFrame, task_names: list
             ax.annotate(f"task {task}", (start, 1), xycoords=("data", "axes fraction"), fontsize=8, va="top")
         ax.grid(True)
         ax.legend(fontsize=8)
-    ax_loss.set_ylim(bottom=0)
-    ax_loss.set_ylabel("loss")
+    # A penalty such as EWC's can start orders of magnitude above the cross-entropy; on a
+    # linear axis every other curve would then be a flat line at zero.
+    positive = train_log["loss"][train_log["loss"] > 0]
+    if len(positive) and positive.max() > 100 * positive.min():
+        ax_loss.set_yscale("log")
+        ax_loss.set_ylabel("loss (log scale)")
+    else:
+        ax_loss.set_ylim(bottom=0)
+        ax_loss.set_ylabel("loss")
     ax_acc.set_ylim(0, 1.02)
     ax_acc.set_ylabel("accuracy")
     ax_acc.set_xlabel("epoch (whole run)")
