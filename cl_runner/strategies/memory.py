@@ -194,10 +194,6 @@ class Memory:
             self.store = dict(store)
 
 
-def build_memory(node: DictConfig, default_policy: str = "class_balanced") -> Memory:
-    return Memory(node.get("policy", default_policy), node.get("memory_size"), node.get("per_class"))
-
-
 # --- config checks -----------------------------------------------------------
 
 
