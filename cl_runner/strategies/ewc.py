@@ -19,6 +19,7 @@ from omegaconf import DictConfig
 from ..errors import ConfigError
 from ..fisher import fisher_diagonal, normalize_by_max, sample_labels
 from .base import Plugin, TrainContext
+from .memory import check_number, check_positive_int
 
 _PURPOSE_SAMPLES = 2  # generator stream for which examples estimate the Fisher
 _PURPOSE_LABELS = 3  # generator stream for labels drawn under ewc.fisher=true
@@ -37,16 +38,13 @@ class EWCPlugin(Plugin):
     @staticmethod
     def validate(cfg: DictConfig, num_tasks: int) -> None:
         c = cfg.ewc
-        if isinstance(c.alpha, bool) or not isinstance(c.alpha, (int, float)) or not 0 <= c.alpha < float("inf"):
-            raise ConfigError("ewc.alpha", c.alpha, "expected a finite number >= 0")
+        check_number("ewc.alpha", c.alpha, 0.0)
         for key, allowed in (("fisher", ("empirical", "true")), ("fisher_data", ("val", "train")),
                              ("normalize", ("max", "none")), ("mode", ("separate", "online"))):
             if c[key] not in allowed:
                 raise ConfigError(f"ewc.{key}", c[key], f"allowed: {', '.join(allowed)}")
-        if c.fisher_samples is not None and (isinstance(c.fisher_samples, bool) or not isinstance(c.fisher_samples, int) or c.fisher_samples < 1):
-            raise ConfigError("ewc.fisher_samples", c.fisher_samples, "expected an integer >= 1, or null for the whole split")
-        if isinstance(c.gamma, bool) or not isinstance(c.gamma, (int, float)) or not 0 < c.gamma <= 1:
-            raise ConfigError("ewc.gamma", c.gamma, "expected a number in (0, 1]")
+        check_positive_int("ewc.fisher_samples", c.fisher_samples, allow_none=True, none_means="for the whole split")
+        check_number("ewc.gamma", c.gamma, 0.0, low_open=True, high=1.0)
 
     def penalty(self, model: torch.nn.Module) -> torch.Tensor:
         """sum_k sum_i F_k,i (theta_i - theta*_k,i)^2, without alpha."""

@@ -22,6 +22,8 @@ tensors (`state_dict` holds only tensors) so that checkpoints load with weights_
 
 from __future__ import annotations
 
+import math
+
 import torch
 from omegaconf import DictConfig
 
@@ -205,13 +207,14 @@ def check_positive_int(key: str, value, allow_none: bool = False, none_means: st
 
 
 def check_number(key: str, value, low: float = 0.0, low_open: bool = False, high: float | None = None) -> None:
-    bad = isinstance(value, bool) or not isinstance(value, (int, float))
+    # NaN fails every comparison and would pass the range test below: require finite first.
+    bad = isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
     if not bad:
         bad = value <= low if low_open else value < low
         bad = bad or (high is not None and value > high)
     if bad:
         bound = f"> {low:g}" if low_open else f">= {low:g}"
-        raise ConfigError(key, value, f"expected a number {bound}" + (f" and <= {high:g}" if high is not None else ""))
+        raise ConfigError(key, value, f"expected a finite number {bound}" + (f" and <= {high:g}" if high is not None else ""))
 
 
 def validate_memory(node: DictConfig, prefix: str, policies: tuple[str, ...] = POLICIES) -> None:

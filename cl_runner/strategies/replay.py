@@ -29,7 +29,7 @@ from omegaconf import DictConfig
 
 from ..errors import ConfigError
 from .base import Plugin, TrainContext, TrainSet
-from .memory import Memory, validate_memory
+from .memory import Memory, check_number, check_positive_int, validate_memory
 
 _PURPOSE = 1  # generator stream for the replay choice
 _PURPOSE_BATCH = 18  # generator stream for replay.mix=batch's memory batches
@@ -67,12 +67,8 @@ class ReplayPlugin(Plugin):
 
     @staticmethod
     def validate(cfg: DictConfig, num_tasks: int) -> None:
-        share = cfg.replay.share
-        if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < share <= 1:
-            raise ConfigError("replay.share", share, "expected a share in (0, 1]")
-        per_class = cfg.replay.per_class
-        if per_class is not None and (isinstance(per_class, bool) or not isinstance(per_class, int) or per_class < 1):
-            raise ConfigError("replay.per_class", per_class, "expected an integer >= 1, or null to use replay.share")
+        check_number("replay.share", cfg.replay.share, 0.0, low_open=True, high=1.0)
+        check_positive_int("replay.per_class", cfg.replay.per_class, allow_none=True, none_means="to use replay.share")
         policy = cfg.replay.get("policy", "share")
         if policy not in POLICIES:
             raise ConfigError("replay.policy", policy, f"allowed: {', '.join(POLICIES)}")
@@ -81,9 +77,7 @@ class ReplayPlugin(Plugin):
         mix = cfg.replay.get("mix", "concat")
         if mix not in MIXES:
             raise ConfigError("replay.mix", mix, f"allowed: {', '.join(MIXES)}")
-        batch_size = cfg.replay.get("batch_size", 128)
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ConfigError("replay.batch_size", batch_size, "expected an integer >= 1")
+        check_positive_int("replay.batch_size", cfg.replay.get("batch_size", 128))
         if policy == "share" and cfg.replay.get("memory_size") is not None:
             raise ConfigError("replay.memory_size", cfg.replay.memory_size,
                               "only used by replay.policy=reservoir|class_balanced; leave it null under policy=share")
