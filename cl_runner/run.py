@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from . import benchmarks, checkpoint, metrics, models, plots
 from .config import validate
-from .errors import ConfigError, UserError
+from .errors import ConfigError
 from .records import METRIC_COLUMNS, CsvLog, check_writable, write_json
 from .strategies import TrainContext, TrainSet, build_plugins
 from .trainer import evaluate, train_epoch
@@ -266,7 +266,6 @@ def _finish(out, summary, metrics_log, train_log, bench, plugins, task_seconds, 
         last = last[last["epoch"] == last["epoch"].max()]
         for split in ("val", "test"):
             summary[f"final_{split}_acc"] = last[last["split"] == split].sort_values("eval_task")["acc"].round(6).tolist()
-        summary["mean_test_acc"] = float(sum(summary["final_test_acc"]) / len(names))
         summary["accuracy_matrix"] = matrix.round(6).tolist()
         summary.update(metrics.summarize(matrix, metrics.initial_accuracy(table)))
         pd.DataFrame(matrix, columns=[f"task_{j}" for j in range(matrix.shape[1])]).rename_axis("after_task").to_csv(

@@ -590,5 +590,5 @@ def test_every_strategy_runs_end_to_end(mnist_root, tmp_path, scenario):
         summary = json.loads((run_dir / "summary.json").read_text())
         assert summary["status"] == "completed", (name, summary.get("error"))
         assert len(summary["final_test_acc"]) == 5
-        assert summary["mean_test_acc"] > (0.5 if scenario == "task" else 0.1), name
+        assert summary["average_accuracy"] > (0.5 if scenario == "task" else 0.1), name
         torch.load(run_dir / "checkpoint.pt", weights_only=True)  # tensors only
