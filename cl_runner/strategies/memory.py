@@ -206,7 +206,8 @@ def check_positive_int(key: str, value, allow_none: bool = False, none_means: st
         raise ConfigError(key, value, "expected an integer >= 1" + (f", or null {none_means}" if allow_none else ""))
 
 
-def check_number(key: str, value, low: float = 0.0, low_open: bool = False, high: float | None = None) -> None:
+def check_number(key: str, value, low: float = 0.0, low_open: bool = False, high: float | None = None,
+                 describe: str | None = None) -> None:
     # NaN fails every comparison and would pass the range test below: require finite first.
     bad = isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
     if not bad:
@@ -214,7 +215,7 @@ def check_number(key: str, value, low: float = 0.0, low_open: bool = False, high
         bad = bad or (high is not None and value > high)
     if bad:
         bound = f"> {low:g}" if low_open else f">= {low:g}"
-        raise ConfigError(key, value, f"expected a finite number {bound}" + (f" and <= {high:g}" if high is not None else ""))
+        raise ConfigError(key, value, describe or f"expected a finite number {bound}" + (f" and <= {high:g}" if high is not None else ""))
 
 
 def validate_memory(node: DictConfig, prefix: str, policies: tuple[str, ...] = POLICIES) -> None:

@@ -67,7 +67,7 @@ class ReplayPlugin(Plugin):
 
     @staticmethod
     def validate(cfg: DictConfig, num_tasks: int) -> None:
-        check_number("replay.share", cfg.replay.share, 0.0, low_open=True, high=1.0)
+        check_number("replay.share", cfg.replay.share, 0.0, low_open=True, high=1.0, describe="expected a share in (0, 1]")
         check_positive_int("replay.per_class", cfg.replay.per_class, allow_none=True, none_means="to use replay.share")
         policy = cfg.replay.get("policy", "share")
         if policy not in POLICIES:
