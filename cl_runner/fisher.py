@@ -11,6 +11,12 @@ elementwise squares, one matrix product per layer and one backward pass per chun
 is exact, not an approximation; `fisher_diagonal_loop` is the plain one-example-at-a-time
 reference (the notebook's method) used by the tests and the benchmark. Models with other
 parameterised layers fall back to torch.func's vmap over per-example gradients.
+
+Which label y? The empirical Fisher uses the true labels. The Fisher proper is an expectation
+over the model's own predictive distribution: `expected_fisher` computes it exactly, as
+sum_c p(c|x) F(y=c), one weighted pass per output class that has any probability. Drawing
+one label per example (`sample_labels`) estimates the same thing without bias, but with a
+huge variance on a confident model: the rare low-probability labels carry almost all of it.
 """
 
 from __future__ import annotations
@@ -28,7 +34,9 @@ def sample_labels(model: nn.Module, x: torch.Tensor, logit_bias: torch.Tensor, g
     return torch.multinomial(probs, 1, generator=generator).squeeze(1)
 
 
-def _closed_form(model: nn.Module, x: torch.Tensor, y: torch.Tensor, logit_bias: torch.Tensor, chunk: int) -> dict[str, torch.Tensor]:
+def _closed_form(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, logit_bias: torch.Tensor, weights: torch.Tensor, chunk: int
+) -> dict[str, torch.Tensor]:
     linears = {name: m for name, m in model.named_modules() if isinstance(m, nn.Linear)}
     sums = {name: torch.zeros_like(p) for name, p in model.named_parameters()}
     inputs: dict[str, torch.Tensor] = {}
@@ -43,12 +51,13 @@ def _closed_form(model: nn.Module, x: torch.Tensor, y: torch.Tensor, logit_bias:
     try:
         for start in range(0, len(x), chunk):
             xb, yb, bb = x[start : start + chunk], y[start : start + chunk], logit_bias[start : start + chunk]
+            wb = weights[start : start + chunk, None]
             # Sum, not mean: each row of d(loss)/d(output) is then that example's own gradient.
             loss = F.cross_entropy(model(xb) + bb, yb, reduction="sum")
             names = list(linears)
             grads = torch.autograd.grad(loss, [outputs[n] for n in names])
             for name, g in zip(names, grads):
-                g2, a2 = g.square(), inputs[name].square()
+                g2, a2 = g.square() * wb, inputs[name].square()
                 sums[f"{name}.weight"] += g2.T @ a2
                 if linears[name].bias is not None:
                     sums[f"{name}.bias"] += g2.sum(0)
@@ -58,7 +67,9 @@ def _closed_form(model: nn.Module, x: torch.Tensor, y: torch.Tensor, logit_bias:
     return sums
 
 
-def _vmapped(model: nn.Module, x: torch.Tensor, y: torch.Tensor, logit_bias: torch.Tensor, chunk: int) -> dict[str, torch.Tensor]:
+def _vmapped(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, logit_bias: torch.Tensor, weights: torch.Tensor, chunk: int
+) -> dict[str, torch.Tensor]:
     params = {n: p.detach() for n, p in model.named_parameters()}
 
     def loss_one(p, xi, yi, bi):
@@ -69,30 +80,59 @@ def _vmapped(model: nn.Module, x: torch.Tensor, y: torch.Tensor, logit_bias: tor
     sums = {n: torch.zeros_like(p) for n, p in params.items()}
     for start in range(0, len(x), chunk):
         grads = per_example(params, x[start : start + chunk], y[start : start + chunk], logit_bias[start : start + chunk])
+        wb = weights[start : start + chunk]
         for n, g in grads.items():
-            sums[n] += g.square().sum(0)
+            sums[n] += (g.square() * wb.view(-1, *[1] * (g.dim() - 1))).sum(0)
     return sums
 
 
 def fisher_diagonal(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, logit_bias: torch.Tensor | None = None, chunk: int = 4096
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    logit_bias: torch.Tensor | None = None,
+    chunk: int = 4096,
+    weights: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """Mean squared per-example gradient of -log p(y|x) for every parameter.
 
     `logit_bias` ([N, C], 0 or a large negative number) hides outputs, as under task-IL.
+    `weights` ([N]) scales each example's squared gradient (default 1).
     """
     if logit_bias is None:
         logit_bias = torch.zeros(len(x), 1, device=x.device)
     logit_bias = logit_bias.expand(len(x), -1)
+    if weights is None:
+        weights = torch.ones(len(x), device=x.device)
     was_training = model.training
     model.eval()
     param_modules = {m for m in model.modules() if any(True for _ in m.parameters(recurse=False))}
     if all(isinstance(m, nn.Linear) for m in param_modules) and x.dim() == 2:
-        sums = _closed_form(model, x, y, logit_bias, chunk)
+        sums = _closed_form(model, x, y, logit_bias, weights, chunk)
     else:
-        sums = _vmapped(model, x, y, logit_bias, min(chunk, 256))
+        sums = _vmapped(model, x, y, logit_bias, weights, min(chunk, 256))
     model.train(was_training)
     return {n: s / len(x) for n, s in sums.items()}
+
+
+def expected_fisher(model: nn.Module, x: torch.Tensor, logit_bias: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """The Fisher proper: E over y ~ p(y|x) of the squared gradient, summed exactly over labels.
+
+    As the reference code of van de Ven et al. computes it (its default `fisher_labels='all'`).
+    Outputs with zero probability everywhere (hidden by `logit_bias`) cost nothing.
+    """
+    if logit_bias is None:
+        logit_bias = torch.zeros(len(x), 1, device=x.device)
+    with torch.no_grad():
+        probs = torch.softmax(model(x) + logit_bias, dim=-1)
+    total: dict[str, torch.Tensor] = {}
+    for c in range(probs.shape[1]):
+        if not probs[:, c].any():
+            continue
+        labels = torch.full((len(x),), c, dtype=torch.long, device=x.device)
+        part = fisher_diagonal(model, x, labels, logit_bias, weights=probs[:, c])
+        total = part if not total else {n: total[n] + f for n, f in part.items()}
+    return total
 
 
 def fisher_diagonal_loop(model: nn.Module, x: torch.Tensor, y: torch.Tensor, logit_bias: torch.Tensor | None = None) -> dict[str, torch.Tensor]:

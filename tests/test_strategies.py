@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from cl_runner import benchmarks
-from cl_runner.fisher import fisher_diagonal, fisher_diagonal_loop
+from cl_runner.fisher import expected_fisher, fisher_diagonal, fisher_diagonal_loop
 from cl_runner.models import mlp
 from cl_runner.run import run
 from cl_runner.strategies import TrainContext, TrainSet
@@ -151,6 +151,41 @@ def test_fisher_with_task_masks_and_the_vmap_fallback():
     assert _rel_diff(fast, slow) < 1e-5
     # Masked outputs get no gradient at all.
     assert fast["3.weight"][3:].abs().max().item() == 0.0
+
+
+@pytest.mark.parametrize("vmap_path", [False, True])
+def test_expected_fisher_is_the_probability_weighted_sum_over_labels(vmap_path):
+    # The reference: for every label c, the per-example loop's squared gradients, weighted
+    # example by example with p(c|x), as the literature's reference code accumulates them.
+    torch.manual_seed(0)
+    layers = [nn.Linear(20, 16), nn.LayerNorm(16)] if vmap_path else [nn.Linear(20, 16)]
+    model = nn.Sequential(*layers, nn.ReLU(), nn.Linear(16, 6))
+    x = torch.randn(40, 20)
+    bias = torch.zeros(40, 6)
+    bias[:, 3:] = benchmarks.MASKED_LOGIT  # a task-IL head: three live outputs
+    probs = torch.softmax(model(x) + bias, dim=-1).detach()
+    reference = {n: torch.zeros_like(p) for n, p in model.named_parameters()}
+    for c in range(3):
+        for i in range(len(x)):
+            one = fisher_diagonal_loop(model, x[i : i + 1], torch.tensor([c]), bias[i : i + 1])
+            for n in reference:
+                reference[n] += probs[i, c] * one[n] / len(x)
+    assert _rel_diff(expected_fisher(model, x, bias), reference) < 1e-5
+
+
+def test_sampled_true_fisher_underestimates_a_confident_model():
+    # Why ewc.fisher=expected exists: with p(correct) near 1, almost every sampled label is
+    # the predicted one, whose gradient is tiny; the rare other labels carry the Fisher.
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(10, 2))
+    with torch.no_grad():
+        model[0].weight.zero_()
+        model[0].bias.copy_(torch.tensor([9.0, 0.0]))  # p(class 0) = 0.99988 for every input
+    x = torch.randn(200, 10)
+    predicted = torch.zeros(200, dtype=torch.long)  # what a sampler almost always draws here
+    exact = expected_fisher(model, x)["0.bias"].sum()
+    sampled_typical = fisher_diagonal(model, x, predicted)["0.bias"].sum()
+    assert sampled_typical < exact / 1000
 
 
 @pytest.mark.slow
