@@ -98,3 +98,10 @@ def test_config_is_closed_to_unknown_keys():
     with pytest.raises(Exception, match="alhpa"):
         compose_cfg(["ewc.alhpa=1"])
     assert OmegaConf.is_struct(compose_cfg())
+
+
+@pytest.mark.parametrize("value", ["true", "'true'", "expected", "empirical"])
+def test_every_fisher_kind_validates_also_the_unquoted_yaml_boolean(value):
+    # `ewc.fisher=true` reaches the str field as the YAML boolean, stored as 'True'.
+    cfg = compose_cfg(["strategy=ewc", f"ewc.fisher={value}"])
+    config.validate(cfg)
