@@ -88,7 +88,7 @@ class ReplayConfig:
 @dataclass
 class EWCConfig:
     alpha: float = 1e8
-    fisher: str = "empirical"  # empirical (true labels) | expected (exact, over predicted labels) | true (one sampled label)
+    fisher: str = "empirical"  # empirical (true labels) | expected (exact, over predicted labels) | sampled (one drawn label)
     fisher_data: str = "val"  # val | train
     fisher_samples: Optional[int] = None  # None = the whole split
     normalize: str = "max"  # max | none

@@ -28,7 +28,7 @@ from torch.func import functional_call, grad, vmap
 
 
 def sample_labels(model: nn.Module, x: torch.Tensor, logit_bias: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Labels drawn from the model's own predictive distribution (the 'true' Fisher)."""
+    """Labels drawn from the model's own predictive distribution (one per example)."""
     with torch.no_grad():
         probs = torch.softmax(model(x) + logit_bias, dim=-1)
     return torch.multinomial(probs, 1, generator=generator).squeeze(1)

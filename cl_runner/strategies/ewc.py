@@ -8,8 +8,8 @@ Defaults follow the notebook: the empirical Fisher (gradients of the log-likelih
 the true label) over the finished task's validation split, each parameter tensor's
 Fisher divided by its own maximum, so `ewc.alpha=1e8` means what it means there.
 `ewc.fisher=expected` is the Fisher proper, the exact expectation over the model's own
-predicted labels (what the literature's reference code computes); `true` estimates it
-with one sampled label per example, which badly underestimates it on a confident model.
+predicted labels (what the literature's reference code computes); `sampled` estimates it
+with one label drawn per example, which badly underestimates it on a confident model.
 `ewc.mode=separate` keeps one penalty per earlier task; `online` keeps one running
 Fisher, F <- gamma * F + F_new, anchored at the latest weights (Schwarz et al. 2018).
 """
@@ -25,7 +25,7 @@ from .base import Plugin, TrainContext
 from .memory import check_number, check_positive_int
 
 _PURPOSE_SAMPLES = 2  # generator stream for which examples estimate the Fisher
-_PURPOSE_LABELS = 3  # generator stream for labels drawn under ewc.fisher=true
+_PURPOSE_LABELS = 3  # generator stream for labels drawn under ewc.fisher=sampled
 
 
 class EWCPlugin(Plugin):
@@ -42,10 +42,9 @@ class EWCPlugin(Plugin):
     def validate(cfg: DictConfig, num_tasks: int) -> None:
         c = cfg.ewc
         check_number("ewc.alpha", c.alpha, 0.0)
-        for key, allowed in (("fisher", ("empirical", "true", "expected")), ("fisher_data", ("val", "train")),
+        for key, allowed in (("fisher", ("empirical", "expected", "sampled")), ("fisher_data", ("val", "train")),
                              ("normalize", ("max", "none")), ("mode", ("separate", "online"))):
-            # `ewc.fisher=true` on a command line is the YAML boolean, stored as 'True' in this str field.
-            if str(c[key]).lower() not in allowed:
+            if c[key] not in allowed:
                 raise ConfigError(f"ewc.{key}", c[key], f"allowed: {', '.join(allowed)}")
         check_positive_int("ewc.fisher_samples", c.fisher_samples, allow_none=True, none_means="for the whole split")
         check_number("ewc.gamma", c.gamma, 0.0, low_open=True, high=1.0)
@@ -71,11 +70,10 @@ class EWCPlugin(Plugin):
             pick = torch.randperm(len(y), generator=ctx.generator(_PURPOSE_SAMPLES), device=y.device)[: self.cfg.fisher_samples]
             x, y = x[pick], y[pick]
         bias = ctx.benchmark.mask_logits(torch.zeros(1, ctx.benchmark.num_outputs, device=x.device), ctx.task)
-        kind = str(self.cfg.fisher).lower()
-        if kind == "expected":
+        if self.cfg.fisher == "expected":
             fisher = expected_fisher(ctx.model, x, bias)
         else:
-            if kind == "true":
+            if self.cfg.fisher == "sampled":
                 y = sample_labels(ctx.model, x, bias, ctx.generator(_PURPOSE_LABELS))
             fisher = fisher_diagonal(ctx.model, x, y, bias)
         return normalize_by_max(fisher) if self.cfg.normalize == "max" else fisher

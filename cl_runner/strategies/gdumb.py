@@ -9,8 +9,9 @@ then the model is re-initialised and trained from scratch on the memory only: th
 `before_task`, in place (`reset_parameters()` of every layer), from a generator seeded by
 (seed, task), so it is reproducible and leaves the global random state alone; the
 optimiser's state (Adam's moments) is cleared with it, so a model trained from scratch
-never inherits the old one's moments, whatever `train.reset_optimizer` says. The memory's final state is the one GDumb's greedy sampler reaches (classes
-water-filled to equal counts, a random subset of each), drawn in one vectorised step.
+never inherits the old one's moments, whatever `train.reset_optimizer` says. The memory's
+final state is the one GDumb's greedy sampler reaches (classes water-filled to equal
+counts, a random subset of each), drawn in one vectorised step.
 """
 
 from __future__ import annotations

@@ -17,9 +17,10 @@ Three parts, as in the paper:
   BCE (the loop owns that term; van de Ven et al. 2022 report that both work).
 - Classification by the nearest mean of exemplars (`icarl.nme=true`, via `eval_logits`):
   the score of label y is minus the squared distance from the normalised feature to the
-  nearest class mean with that label (-5, below any such score, for a label without one). The means come from the exemplars of the finished
-  tasks and, for the task in training (whose exemplars are chosen only after it), from its
-  training set, whose mean the herded exemplars approximate.
+  nearest class mean with that label (-5, below any such score, for a label without one).
+  The means come from the exemplars of the finished tasks and, for the task in training
+  (whose exemplars are chosen only after it), from its training set, whose mean the herded
+  exemplars approximate.
 
 Features are the input of the model's last Linear layer (the penultimate representation).
 """
