@@ -62,11 +62,14 @@ from omegaconf import OmegaConf
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from cl_runner import benchmarks
-from cl_runner.config import Config
+from cl_runner import benchmarks, config
+from cl_runner.context import RunContext
+from cl_runner.device import resolve_device
+from cl_runner.errors import ConfigError
+from cl_runner.examples import Examples
 from cl_runner.fisher import fisher_diagonal
-from cl_runner.models import mlp
-from cl_runner.strategies import TrainContext, TrainSet
+from cl_runner.models.mlp import mlp
+from cl_runner.seeds import Stream
 from cl_runner.trainer import train_epoch
 
 SEED = 0
@@ -101,14 +104,6 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        sys.exit("bench: --device cuda, but CUDA is not available on this machine")
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
-
-
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
@@ -128,7 +123,7 @@ def sync(device: torch.device) -> None:
 
 def load_task0(root: str, device: torch.device) -> benchmarks.Benchmark:
     """cl-runner's own Split MNIST (digits 0-4 then 5-9, 90/10 train/val split, seed 0)."""
-    cfg = OmegaConf.structured(Config)
+    cfg = OmegaConf.structured(config.schema())
     cfg.data.root, cfg.data.download, cfg.seed = root, False, SEED
     return benchmarks.build(cfg, device)
 
@@ -180,16 +175,18 @@ class NotebookTraining:
 class OurTraining:
     """A fresh model trained by cl-runner's train_epoch (optionally compiled), one epoch per call."""
 
-    def __init__(self, width: int, bench: benchmarks.Benchmark, data: TrainSet, device: torch.device, compiled: bool = False):
+    def __init__(self, width: int, bench: benchmarks.Benchmark, data: Examples, device: torch.device, compiled: bool = False):
         self.model = our_model(width, device)
-        self.forward = torch.compile(self.model) if compiled else self.model
         self.data = data
-        self.ctx = TrainContext(0, bench, self.model, torch.optim.Adam(self.model.parameters(), lr=LR), device, SEED)
-        self.generator = self.ctx.generator(0)
+        self.ctx = RunContext(OmegaConf.create({"seed": SEED}), bench, self.model,
+                              torch.optim.Adam(self.model.parameters(), lr=LR), device,
+                              forward=torch.compile(self.model) if compiled else None)
+        self.ctx.begin(0, final=False)
+        self.generator = self.ctx.generator(Stream.SHUFFLE)
 
     def epoch(self) -> float:
         self.ctx.epoch += 1
-        sums, seen = train_epoch(self.ctx, self.forward, self.data, [], ["ce"], BATCH, self.generator)
+        sums, seen = train_epoch(self.ctx, self.data, BATCH, self.generator)
         return (sums / seen).tolist()[0]  # the one sync per epoch of cl_runner.run
 
 
@@ -295,14 +292,17 @@ def time_fisher(args, model: nn.Module, x: torch.Tensor, y: torch.Tensor, device
 
 def main() -> None:
     args = parse_args()
-    device = resolve_device(args.device)
+    try:
+        device = resolve_device(args.device)
+    except ConfigError:
+        sys.exit("bench: --device cuda, but CUDA is not available on this machine")
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     load_before = os.getloadavg()
     torch.manual_seed(SEED)
     bench = load_task0(args.data_root, device)
     task = bench.tasks[0]
-    data = TrainSet.from_split(task.train, 0)
+    data = task.train
     examples = ExampleList(task.train.x, task.train.y)
     info = {
         "device": device_name(device),

@@ -1,6 +1,6 @@
 """Continual-learning benchmarks built from MNIST, held as tensors on the run's device.
 
-A benchmark is a list of tasks, each with train/val/test splits, and a scenario that says
+A benchmark is a list of tasks, each with train/val/test `Examples`, and a scenario that says
 what the model predicts:
 
 - class: one head over every class seen; labels are the digits (permuted/rotated MNIST:
@@ -14,34 +14,98 @@ what the model predicts:
 
 The 90/10 train/validation split is drawn once from the seed over MNIST's training set,
 and every task takes its examples from each side, so validation never leaks into training.
+This module also owns the dataset's config node (`dataset.*`) and its checks.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig
 
 from . import mnist
-from .config import task_labels
+from .checks import Choice, Node, check_positive_int, is_int
+from .errors import ConfigError
+from .examples import Examples
 
 MASKED_LOGIT = -1e9  # finite, so that 0 * masked stays 0 in distillation terms
+NUM_LABELS = 10  # MNIST digits
+
+
+# "class" is a keyword, so this one is built with the functional API.
+Scenario = Choice("Scenario", {"class": "class", "task": "task", "domain": "domain"})
+
+
+class DatasetName(Choice):
+    split_mnist = "split_mnist"
+    split_mnist5 = "split_mnist5"
+    permuted_mnist = "permuted_mnist"
+    rotated_mnist = "rotated_mnist"
 
 
 @dataclass
-class Split:
-    x: torch.Tensor  # [N, 784] float32 in [0, 1]
-    y: torch.Tensor  # [N] int64, in the model's output space
-    digit: torch.Tensor  # [N] int64, the MNIST digit (for class-balanced sampling and reports)
+class DatasetConfig(Node):
+    name: DatasetName = DatasetName.split_mnist
+    # split_mnist*: the labels of each task, in training order.
+    tasks: Optional[list[list[int]]] = None
+    val_share: float = 0.1
+    # permuted_mnist / rotated_mnist: how many tasks, and for rotated the angle of each
+    # (default: evenly spaced in [0, 180)).
+    num_tasks: int = 2
+    angles: Optional[list[float]] = None
 
-    def __len__(self) -> int:
-        return len(self.y)
+    def check(self) -> None:
+        if isinstance(self.val_share, bool) or not 0 < self.val_share < 1:
+            self.fail("val_share", "expected a share in (0, 1)")
+        check_positive_int(self.key("num_tasks"), self.num_tasks, describe="expected a positive integer")
+        if self.is_split:
+            self._check_labels(task_labels(self))
+        elif self.angles is not None and len(self.angles) != self.num_tasks:
+            self.fail("angles", f"expected {self.num_tasks} angles (dataset.num_tasks)", list(self.angles))
 
-    def subset(self, index: torch.Tensor) -> "Split":
-        return Split(self.x[index], self.y[index], self.digit[index])
+    @property
+    def is_split(self) -> bool:
+        return self.name in (DatasetName.split_mnist, DatasetName.split_mnist5)
+
+    def _check_labels(self, labels: list[list[int]]) -> None:
+        if not labels or any(not isinstance(t, list) or not t for t in labels):
+            self.fail("tasks", "expected a non-empty list of non-empty label lists", labels)
+        seen: dict[int, int] = {}
+        for i, task in enumerate(labels):
+            for label in task:
+                if not is_int(label) or not 0 <= label < NUM_LABELS:
+                    self.fail("tasks", f"labels must be integers 0-9, got {label!r}", labels)
+                if label in seen:
+                    self.fail("tasks", f"label {label} is in task {seen[label]} and task {i}; each label in one task", labels)
+                seen[label] = i
+
+
+def task_labels(dataset) -> list[list[int]]:
+    """The label split of a split benchmark (defaults per data set name)."""
+    if dataset.tasks is not None:
+        return [list(t) for t in dataset.tasks]
+    if dataset.name == DatasetName.split_mnist5:
+        return [[2 * i, 2 * i + 1] for i in range(5)]
+    return [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9]]
+
+
+def num_tasks(dataset) -> int:
+    return len(task_labels(dataset)) if dataset.name in ("split_mnist", "split_mnist5") else int(dataset.num_tasks)
+
+
+def check_scenario(dataset, scenario: str) -> None:
+    """What a scenario asks of the tasks (run after the dataset node's own checks)."""
+    if dataset.name not in ("split_mnist", "split_mnist5"):
+        return
+    labels = task_labels(dataset)
+    for i, task in enumerate(labels):
+        if scenario == "task" and len(task) < 2:
+            raise ConfigError("dataset.tasks", labels, f"task {i} has one class: nothing to predict under scenario=task")
+    if scenario == "domain" and len({len(t) for t in labels}) != 1:
+        raise ConfigError("dataset.tasks", labels, "scenario=domain needs tasks of equal size (labels are positions within a task)")
 
 
 @dataclass
@@ -49,9 +113,9 @@ class Task:
     index: int
     name: str
     classes: list[int]  # output indices this task's labels use
-    train: Split
-    val: Split
-    test: Split
+    train: Examples
+    val: Examples
+    test: Examples
 
 
 @dataclass
@@ -71,6 +135,10 @@ class Benchmark:
             mask = mask.expand_as(logits)
         return logits.masked_fill(~mask, MASKED_LOGIT)
 
+    def logit_bias(self, task: int, device: torch.device) -> torch.Tensor:
+        """[1, num_outputs]: 0 where task `task` may predict, MASKED_LOGIT elsewhere (task-IL)."""
+        return self.mask_logits(torch.zeros(1, self.num_outputs, device=device), task)
+
 
 def _rotate(images: torch.Tensor, degrees: float) -> torch.Tensor:
     """Rotate [N, 28, 28] images about their centre (bilinear, zero fill)."""
@@ -89,8 +157,8 @@ def _rotate(images: torch.Tensor, degrees: float) -> torch.Tensor:
     return out
 
 
-def _load_arrays(cfg: DictConfig, device: torch.device) -> dict[str, torch.Tensor]:
-    arrays = mnist.load(cfg.data.root, allow_download=cfg.data.download, verify=cfg.data.verify)
+def _load_arrays(root: str, download: bool, verify: bool, device: torch.device) -> dict[str, torch.Tensor]:
+    arrays = mnist.load(root, allow_download=download, verify=verify)
     return {
         # Images flattened to [N, 784] floats in [0, 1] (what ToTensor gives the notebook).
         "train_x": torch.from_numpy(arrays["train_x"].reshape(len(arrays["train_x"]), -1).copy()).to(device).float().div_(255),
@@ -100,8 +168,9 @@ def _load_arrays(cfg: DictConfig, device: torch.device) -> dict[str, torch.Tenso
     }
 
 
-def build(cfg: DictConfig, device: torch.device) -> Benchmark:
-    data = _load_arrays(cfg, device)
+def build(cfg, device: torch.device) -> Benchmark:
+    """The benchmark of a run's config (`dataset`, `scenario`, `seed`, `data`)."""
+    data = _load_arrays(cfg.data.root, cfg.data.download, cfg.data.verify, device)
     rng = torch.Generator().manual_seed(cfg.seed)  # CPU generator: same split on every device
     n = len(data["train_y"])
     order = torch.randperm(n, generator=rng).to(device)
@@ -112,8 +181,8 @@ def build(cfg: DictConfig, device: torch.device) -> Benchmark:
         "val": (data["train_x"][val_idx], data["train_y"][val_idx]),
         "test": (data["test_x"], data["test_y"]),
     }
-    if cfg.dataset.name.startswith("split_mnist"):
-        return _split_benchmark(task_labels(cfg), cfg.scenario, pools, device)
+    if cfg.dataset.name in ("split_mnist", "split_mnist5"):
+        return _split_benchmark(task_labels(cfg.dataset), str(cfg.scenario), pools, device)
     return _transformed_benchmark(cfg, pools, rng, device)
 
 
@@ -128,16 +197,16 @@ def _split_benchmark(labels: list[list[int]], scenario: str, pools: dict, device
         for name, (x, y) in pools.items():
             keep = torch.isin(y, digits)
             target = position[y[keep]] if scenario == "domain" else y[keep]
-            splits[name] = Split(x[keep], target, y[keep])
+            splits[name] = Examples(x[keep], target, torch.full_like(target, t), y[keep])
         classes = list(range(len(task_digits))) if scenario == "domain" else list(task_digits)
         tasks.append(Task(t, "-".join(map(str, task_digits)), classes, **splits))
     num_outputs = max(len(t) for t in labels) if scenario == "domain" else 10
     return Benchmark(tasks, scenario, num_outputs, _masks(tasks, num_outputs, device))
 
 
-def _transformed_benchmark(cfg: DictConfig, pools: dict, rng: torch.Generator, device: torch.device) -> Benchmark:
+def _transformed_benchmark(cfg, pools: dict, rng: torch.Generator, device: torch.device) -> Benchmark:
     count = cfg.dataset.num_tasks
-    scenario = cfg.scenario
+    scenario = str(cfg.scenario)
     tasks = []
     if cfg.dataset.name == "permuted_mnist":
         # Task 0 is plain MNIST; the others a fixed pixel permutation drawn from the seed.
@@ -150,9 +219,8 @@ def _transformed_benchmark(cfg: DictConfig, pools: dict, rng: torch.Generator, d
         ]
     for t, (name, transform) in enumerate(transforms):
         offset = 10 * t if scenario in ("class", "task") else 0  # ten new classes per task
-        splits = {
-            split: Split(transform(x.view(len(x), -1)), y + offset, y.clone()) for split, (x, y) in pools.items()
-        }
+        splits = {split: Examples(transform(x.view(len(x), -1)), y + offset, torch.full_like(y, t), y.clone())
+                  for split, (x, y) in pools.items()}
         tasks.append(Task(t, name, list(range(offset, offset + 10)), **splits))
     num_outputs = 10 * count if scenario in ("class", "task") else 10
     return Benchmark(tasks, scenario, num_outputs, _masks(tasks, num_outputs, device))

@@ -2,7 +2,8 @@
 
 Saved atomically (write to a temporary file, then rename) so a crash mid-save leaves the
 previous checkpoint intact; loaded with `weights_only=True`, so a checkpoint can only
-hold tensors and plain containers, never code.
+hold tensors and plain containers, never code. `resumable(folder)` is the one check that a
+folder can be resumed (the command line's precheck and the run both use it).
 """
 
 from __future__ import annotations
@@ -12,9 +13,20 @@ from pathlib import Path
 
 import torch
 
-from .errors import ConfigError, UserError
+from .errors import ConfigError
 
 FILENAME = "checkpoint.pt"
+CONFIG = "config.yaml"
+
+
+def resumable(folder: str | os.PathLike) -> Path:
+    """The folder of `resume=folder`, checked to hold a run that finished at least one task."""
+    path = Path(folder).expanduser()
+    for name, why in ((CONFIG, "expected a cl-run output folder"),
+                      (FILENAME, "the run finished no task, so there is nothing to resume; start it again")):
+        if not (path / name).is_file():
+            raise ConfigError("resume", str(folder), f"no {name} in {path}: {why}")
+    return path
 
 
 def save(folder: Path, state: dict) -> None:
@@ -25,9 +37,7 @@ def save(folder: Path, state: dict) -> None:
 
 
 def load(folder: Path, device: torch.device) -> dict:
-    path = Path(folder) / FILENAME
-    if not path.is_file():
-        raise UserError(f"resume={folder}: no {FILENAME} there (the run finished no task, or it is not a run folder)")
+    path = resumable(folder) / FILENAME
     try:
         return torch.load(path, map_location=device, weights_only=True)
     except Exception as err:  # noqa: BLE001 - truncated file, or an object weights_only refuses

@@ -18,7 +18,7 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 
 from . import config
-from .cli import CONF_DIR
+from .config import CONF_DIR
 from .errors import UserError
 from .run import run
 

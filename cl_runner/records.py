@@ -3,6 +3,8 @@
 Rows are written when an epoch finishes, so an interrupted run keeps every finished
 epoch; `summary.json` is replaced atomically (write, then rename) and carries a `status`
 (running / completed / failed / interrupted), so a partial result never looks complete.
+`RunLogs` is a run's pair of logs: metrics.csv (evaluation rows) and train_log.csv (one row
+per epoch with each loss term).
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import csv
 import json
 import os
 from pathlib import Path
+
+from .errors import UserError
 
 METRIC_COLUMNS = ["train_task", "epoch", "eval_task", "split", "loss", "acc", "global_epoch", "examples"]
 
@@ -39,6 +43,26 @@ class CsvLog:
         self._file.close()
 
 
+class RunLogs:
+    """metrics.csv and train_log.csv of a run folder. On resume (`done_tasks` given) the rows
+    of the tasks before `done_tasks` are kept and the rest dropped."""
+
+    def __init__(self, out: Path, term_names: list[str], done_tasks: int | None = None):
+        keep = (lambda row: int(row["train_task"]) < done_tasks) if done_tasks is not None else None
+        self.metrics = CsvLog(out / "metrics.csv", METRIC_COLUMNS, keep)
+        self.train = CsvLog(out / "train_log.csv", ["train_task", "epoch", "global_epoch", "loss", *term_names, "seconds"], keep)
+
+    def epoch(self, train_row: dict, eval_rows: list[dict]) -> None:
+        """An epoch's rows, back to back, after its evaluation: a Ctrl-C during training or
+        evaluation leaves the epoch out of both files, never in one only."""
+        self.train.write([train_row])
+        self.metrics.write(eval_rows)
+
+    def close(self) -> None:
+        self.metrics.close()
+        self.train.close()
+
+
 def write_json(path: Path, data: dict) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(data, indent=2) + "\n")
@@ -47,8 +71,6 @@ def write_json(path: Path, data: dict) -> None:
 
 def check_writable(folder: Path) -> None:
     """Fail before training if results could not be saved."""
-    from .errors import UserError
-
     try:
         folder.mkdir(parents=True, exist_ok=True)
         probe = folder / ".write_test"

@@ -1,9 +1,9 @@
 """Run one experiment: `run(cfg, output_dir)` trains over the tasks and writes the results.
 
 This is the whole lifecycle of a run, top to bottom: check the config, load the data onto
-the device, build the model and the strategy's plugins, then for each stage (one per
-task, or a single one for joint training) train epoch by epoch, log every epoch's rows,
-let the plugins update their state, and checkpoint. The Hydra entry point in
+the device, build the model and the strategy's plugins into one `RunContext`, then for each
+stage (one per task, or a single one for joint training) train epoch by epoch, log every
+epoch's rows, let the plugins update their state, and checkpoint. The Hydra entry point in
 `cl_runner.cli` is a thin wrapper around this function; tests call it directly.
 """
 
@@ -11,29 +11,26 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import resource
 import signal
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 from tqdm import tqdm
 
-from . import benchmarks, checkpoint, metrics, models, plots
-from .config import validate
-from .errors import ConfigError
-from .records import METRIC_COLUMNS, CsvLog, check_writable, write_json
-from .strategies import TrainContext, TrainSet, build_plugins
+from . import benchmarks, checkpoint, metrics, models, plots, schedule
+from .config import load_saved, validate
+from .context import RunContext
+from .device import resolve_device, setup_torch
+from .records import RunLogs, check_writable, write_json
+from .seeds import Stream
+from .strategies import build_plugins
 from .trainer import evaluate, train_epoch
 
 log = logging.getLogger(__name__)
-
-_PURPOSE_SHUFFLE = 0  # generator stream for the epoch order
-_PURPOSE_JOINT = 7  # generator stream for joint.task_shares subsets
 
 
 class Diverged(RuntimeError):
@@ -44,48 +41,151 @@ class Interrupted(Exception):
     """SIGINT or SIGTERM arrived."""
 
 
-@dataclass
-class Stage:
-    """One training phase: which row index it logs as and what it trains on."""
+def run(cfg, output_dir: str | Path) -> dict:
+    """Train and evaluate one configured experiment; return the summary (also in summary.json)."""
+    resuming = bool(cfg.get("resume"))
+    if resuming:  # the interrupted run's own config and folder, not today's defaults
+        output_dir = checkpoint.resumable(cfg.resume)
+        cfg = load_saved(output_dir / checkpoint.CONFIG)
+    validate(cfg)
+    out = Path(output_dir)
+    check_writable(out)
+    device = resolve_device(cfg.device)
+    setup_torch(cfg.seed, device, bool(cfg.train.tf32), bool(cfg.deterministic))
 
-    index: int
-    name: str
-    data_tasks: list[int]  # tasks whose training data form this stage's base set
-    shares: list[float] | None = None  # joint: share of each task's data
-    final: bool = False  # the run's last stage
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device", name, "CUDA is not available on this machine; use device=auto or device=cpu")
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
-
-
-def _epochs_of(cfg: DictConfig, stage: int) -> int:
-    epochs = cfg.train.epochs
-    return int(epochs[stage]) if OmegaConf.is_list(epochs) else int(epochs)
+    bench = benchmarks.build(cfg, device)
+    torch.manual_seed(cfg.seed)  # the initial weights do not depend on how the data was drawn
+    model = models.build(cfg.model, (bench.in_features,), bench.num_outputs, device)
+    ctx = RunContext(cfg, bench, model, None, device, forward=torch.compile(model) if cfg.train.compile else None,
+                     plugins=build_plugins(cfg), out=out)
+    OmegaConf.save(cfg, out / checkpoint.CONFIG, resolve=True)
+    state = checkpoint.load(out, device) if resuming else None
+    return _train_all(ctx, state)
 
 
-def _plan(cfg: DictConfig, bench: benchmarks.Benchmark) -> list[Stage]:
-    if cfg.strategy.name == "joint":
-        shares = list(cfg.joint.task_shares) if cfg.joint.task_shares is not None else [1.0] * len(bench.tasks)
-        return [Stage(0, "joint", list(range(len(bench.tasks))), shares, final=True)]
-    return [Stage(t.index, t.name, [t.index], final=t.index == len(bench.tasks) - 1) for t in bench.tasks]
+def _new_optimizer(ctx: RunContext) -> torch.optim.Optimizer:
+    return torch.optim.Adam(ctx.model.parameters(), lr=ctx.cfg.train.lr)
 
 
-def _base_set(stage: Stage, bench: benchmarks.Benchmark, ctx: TrainContext) -> TrainSet:
-    parts = []
-    for t in stage.data_tasks:
-        data = TrainSet.from_split(bench.tasks[t].train, t)
-        share = stage.shares[t] if stage.shares is not None else 1.0
-        if share < 1.0:
-            count = round(share * len(data))
-            data = data.subset(torch.randperm(len(data), generator=ctx.generator(_PURPOSE_JOINT + t), device=data.y.device)[:count])
-        if len(data):
-            parts.append(data)
-    return TrainSet.concat(parts) if len(parts) > 1 else parts[0]
+def _train_all(ctx: RunContext, state: dict | None) -> dict:
+    cfg, out, model = ctx.cfg, ctx.out, ctx.model
+    stages = schedule.plan(cfg, [t.name for t in ctx.benchmark.tasks])
+    first_stage, global_epoch, task_seconds = 0, 0, []
+    if state is not None:
+        model.load_state_dict(state["model"])
+        for plugin, plugin_state in zip(ctx.plugins, state["plugins"]):
+            plugin.load_state_dict(plugin_state)
+        first_stage, global_epoch = state["completed_stage"] + 1, state["global_epoch"]
+        task_seconds = list(state["task_seconds"])
+        log.info("resuming %s after task %d", out, first_stage - 1)
+
+    ctx.logs = RunLogs(out, ctx.term_names, done_tasks=first_stage if state is not None else None)
+    summary = {"status": "running", "output_dir": str(out.resolve()), "strategy": cfg.strategy.name, "device": str(ctx.device),
+               "parameters": models.count_parameters(model), "tasks": [t.name for t in ctx.benchmark.tasks]}
+    write_json(out / "summary.json", summary)
+    ctx.optimizer = _new_optimizer(ctx)
+    if state is not None and not cfg.train.reset_optimizer:
+        ctx.optimizer.load_state_dict(state["optimizer"])
+
+    previous = {sig: signal.signal(sig, _raise_interrupted) for sig in (signal.SIGTERM,)}
+    try:
+        if state is None:  # the untrained model: the baseline of forward transfer
+            ctx.logs.metrics.write(_eval_rows(ctx, 0, 0, ("val", "test")))
+        for stage in stages[first_stage:]:
+            if cfg.train.reset_optimizer:
+                ctx.optimizer = _new_optimizer(ctx)
+            started = time.perf_counter()
+            global_epoch = _train_stage(ctx, stage, global_epoch)
+            task_seconds.append(round(time.perf_counter() - started, 3))
+            if cfg.checkpoint.every_task:
+                checkpoint.save(out, {
+                    "completed_stage": stage.index, "global_epoch": global_epoch, "task_seconds": task_seconds,
+                    "model": model.state_dict(), "optimizer": ctx.optimizer.state_dict(),
+                    "plugins": [p.state_dict() for p in ctx.plugins],
+                })
+    except (KeyboardInterrupt, Interrupted) as err:
+        summary.update(status="interrupted", error=f"interrupted ({type(err).__name__ if isinstance(err, KeyboardInterrupt) else err})")
+        _finish(ctx, summary, task_seconds, final=False)
+        raise
+    except Exception as err:  # Diverged, or a bug: never leave a run looking unfinished-but-fine
+        summary.update(status="failed", error=f"{type(err).__name__}: {err}")
+        _finish(ctx, summary, task_seconds, final=False)
+        raise
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    summary["status"] = "completed"
+    return _finish(ctx, summary, task_seconds, final=True)
+
+
+def _raise_interrupted(signum, frame):
+    raise Interrupted(signal.Signals(signum).name)
+
+
+def _eval_rows(ctx: RunContext, epoch: int, global_epoch: int, splits: tuple[str, ...]) -> list[dict]:
+    """metrics.csv rows of every task on each split, for the model after `ctx.task`'s `epoch`."""
+    results = {split: evaluate(ctx, split, ctx.cfg.train.eval_batch_size) for split in splits}
+    values = {split: r.tolist() for split, r in results.items()}  # one sync per split
+    rows = []
+    for split, per_task in values.items():
+        for task, (loss, correct, count) in enumerate(per_task):
+            rows.append({"train_task": ctx.task, "epoch": epoch, "eval_task": task, "split": split,
+                         "loss": loss / count, "acc": correct / count, "global_epoch": global_epoch, "examples": int(count)})
+    return rows
+
+
+def _epochs_of(train, stage: int) -> int:
+    return int(train.epochs[stage]) if OmegaConf.is_list(train.epochs) else int(train.epochs)
+
+
+def _train_stage(ctx: RunContext, stage: schedule.Stage, global_epoch: int) -> int:
+    """Train one stage to its end; return the run's epoch count after it."""
+    train = ctx.cfg.train
+    ctx.begin(stage.index, stage.final)
+    for plugin in ctx.plugins:
+        plugin.before_task(ctx)
+    data = schedule.base_set(ctx, stage)
+    for plugin in ctx.plugins:
+        data = plugin.train_set(ctx, data)
+    steps_per_epoch = math.ceil(len(data) / train.batch_size)
+    max_steps = train.iterations
+    epochs = math.ceil(max_steps / steps_per_epoch) if max_steps else _epochs_of(train, stage.index)
+    shuffle = ctx.generator(Stream.SHUFFLE)
+    bar = tqdm(range(1, epochs + 1), desc=f"task {stage.index} ({stage.name})", disable=not train.progress, leave=True)
+    for epoch in bar:
+        ctx.epoch = epoch
+        global_epoch += 1
+        started = time.perf_counter()
+        sums, seen = train_epoch(ctx, data, train.batch_size, shuffle, max_steps)
+        total, terms = _check_finite(ctx, sums / max(seen, 1))
+        last = epoch == epochs
+        seconds = time.perf_counter() - started
+        eval_rows = []
+        if epoch % train.eval_every == 0 or last:
+            eval_rows = _eval_rows(ctx, epoch, global_epoch, ("val", "test") if last else ("val",))
+        ctx.logs.epoch({"train_task": stage.index, "epoch": epoch, "global_epoch": global_epoch, "loss": total,
+                        **dict(zip(ctx.term_names, terms)), "seconds": round(seconds, 4)}, eval_rows)
+        bar.set_postfix(loss=f"{total:.4f}")
+    bar.close()
+    for plugin in ctx.plugins:
+        plugin.after_task(ctx)
+    return global_epoch
+
+
+def _check_finite(ctx: RunContext, mean_terms: torch.Tensor) -> tuple[float, list[float]]:
+    """The epoch's mean loss terms, read in one host-device sync together with a finiteness
+    check of the weights; raise Diverged if either is not finite."""
+    finite = torch.stack([p.detach().isfinite().all() for p in ctx.model.parameters()]).all()
+    values = torch.cat([mean_terms, finite.float().unsqueeze(0)]).tolist()
+    terms, weights_ok = values[:-1], values[-1] == 1.0
+    total = sum(terms)
+    if not (math.isfinite(total) and weights_ok):
+        raise Diverged(
+            f"training diverged in task {ctx.task}, epoch {ctx.epoch}: "
+            f"{'loss' if not math.isfinite(total) else 'weights'} not finite "
+            "(lower train.lr, or the regularisation strength such as ewc.alpha)"
+        )
+    return total, terms
 
 
 def _peak_memory(device: torch.device) -> dict:
@@ -96,169 +196,15 @@ def _peak_memory(device: torch.device) -> dict:
     return out
 
 
-def _raise_interrupted(signum, frame):
-    raise Interrupted(signal.Signals(signum).name)
-
-
-def _setup_torch(cfg: DictConfig, device: torch.device) -> None:
-    torch.manual_seed(cfg.seed)
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = bool(cfg.train.tf32)
-        torch.backends.cudnn.allow_tf32 = bool(cfg.train.tf32)
-    if cfg.deterministic:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True)
-
-
-def run(cfg: DictConfig, output_dir: str | Path) -> dict:
-    """Train and evaluate one configured experiment; return the summary (also in summary.json)."""
-    resuming = bool(cfg.get("resume"))
-    if resuming:
-        resume_from = Path(cfg.resume)
-        saved = resume_from / "config.yaml"
-        if not saved.is_file():
-            raise ConfigError("resume", str(resume_from), "no config.yaml there; expected a cl-run output folder")
-        if not (resume_from / checkpoint.FILENAME).is_file():
-            raise ConfigError("resume", str(resume_from), f"no {checkpoint.FILENAME} there (the run finished no task)")
-        cfg = OmegaConf.load(saved)  # the interrupted run's own config, not today's defaults
-        output_dir = resume_from
-    validate(cfg)
-    out = Path(output_dir)
-    check_writable(out)
-    device = resolve_device(cfg.device)
-    _setup_torch(cfg, device)
-
-    bench = benchmarks.build(cfg, device)
-    torch.manual_seed(cfg.seed)  # the initial weights do not depend on how the data was drawn
-    model = models.build(cfg, bench.in_features, bench.num_outputs, device)
-    forward = torch.compile(model) if cfg.train.compile else model
-    plugins = build_plugins(cfg)
-    stages = _plan(cfg, bench)
-    term_names = ["ce"] + [n for p in plugins for n in p.loss_names]
-    OmegaConf.save(cfg, out / "config.yaml", resolve=True)
-    state = checkpoint.load(out, device) if resuming else None
-    return _train_all(cfg, out, device, bench, model, forward, plugins, stages, term_names, state)
-
-
-def _train_all(cfg, out, device, bench, model, forward, plugins, stages, term_names, state) -> dict:
-    first_stage, global_epoch, task_seconds = 0, 0, []
-    if state is not None:
-        model.load_state_dict(state["model"])
-        for plugin, plugin_state in zip(plugins, state["plugins"]):
-            plugin.load_state_dict(plugin_state)
-        first_stage, global_epoch = state["completed_stage"] + 1, state["global_epoch"]
-        task_seconds = list(state["task_seconds"])
-        log.info("resuming %s after task %d", out, first_stage - 1)
-
-    done = first_stage
-    keep = (lambda row: int(row["train_task"]) < done) if state is not None else None
-    metrics_log = CsvLog(out / "metrics.csv", METRIC_COLUMNS, keep)
-    train_log = CsvLog(out / "train_log.csv", ["train_task", "epoch", "global_epoch", "loss", *term_names, "seconds"], keep)
-    summary = {"status": "running", "output_dir": str(out.resolve()), "device": str(device),
-               "parameters": models.count_parameters(model), "tasks": [t.name for t in bench.tasks]}
-    write_json(out / "summary.json", summary)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.train.lr)
-    if state is not None and not cfg.train.reset_optimizer:
-        optimizer.load_state_dict(state["optimizer"])
-
-    previous = {sig: signal.signal(sig, _raise_interrupted) for sig in (signal.SIGTERM,)}
-    try:
-        if state is None:  # the untrained model: the baseline of forward transfer
-            ctx = TrainContext(-1, bench, model, optimizer, device, cfg.seed)
-            metrics_log.write(_eval_rows(ctx, forward, plugins, cfg, -1, 0, 0, ("val", "test")))
-        for stage in stages[first_stage:]:
-            if cfg.train.reset_optimizer:
-                optimizer = torch.optim.Adam(model.parameters(), lr=cfg.train.lr)
-            started = time.perf_counter()
-            global_epoch = _train_stage(cfg, stage, bench, model, forward, optimizer, plugins, term_names,
-                                        metrics_log, train_log, device, global_epoch)
-            task_seconds.append(round(time.perf_counter() - started, 3))
-            if cfg.checkpoint.every_task:
-                checkpoint.save(out, {
-                    "completed_stage": stage.index, "global_epoch": global_epoch, "task_seconds": task_seconds,
-                    "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "plugins": [p.state_dict() for p in plugins],
-                })
-    except (KeyboardInterrupt, Interrupted) as err:
-        summary.update(status="interrupted", error=f"interrupted ({type(err).__name__ if isinstance(err, KeyboardInterrupt) else err})")
-        _finish(out, summary, metrics_log, train_log, bench, plugins, task_seconds, device, final=False)
-        raise
-    except Exception as err:  # Diverged, or a bug: never leave a run looking unfinished-but-fine
-        summary.update(status="failed", error=f"{type(err).__name__}: {err}")
-        _finish(out, summary, metrics_log, train_log, bench, plugins, task_seconds, device, final=False)
-        raise
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    summary["status"] = "completed"
-    return _finish(out, summary, metrics_log, train_log, bench, plugins, task_seconds, device, final=True)
-
-
-def _eval_rows(ctx, forward, plugins, cfg, train_task, epoch, global_epoch, splits) -> list[dict]:
-    results = {split: evaluate(ctx, forward, plugins, split, cfg.train.eval_batch_size) for split in splits}
-    values = {split: r.tolist() for split, r in results.items()}  # one sync per split
-    rows = []
-    for split, per_task in values.items():
-        for task, (loss, correct, count) in enumerate(per_task):
-            rows.append({"train_task": train_task, "epoch": epoch, "eval_task": task, "split": split,
-                         "loss": loss / count, "acc": correct / count, "global_epoch": global_epoch, "examples": int(count)})
-    return rows
-
-
-def _train_stage(cfg, stage, bench, model, forward, optimizer, plugins, term_names, metrics_log, train_log, device, global_epoch) -> int:
-    ctx = TrainContext(stage.index, bench, model, optimizer, device, cfg.seed, final=stage.final)
-    for plugin in plugins:
-        plugin.before_task(ctx)
-    data = _base_set(stage, bench, ctx)
-    for plugin in plugins:
-        data = plugin.train_set(ctx, data)
-    steps_per_epoch = math.ceil(len(data) / cfg.train.batch_size)
-    max_steps = cfg.train.iterations
-    epochs = math.ceil(max_steps / steps_per_epoch) if max_steps else _epochs_of(cfg, stage.index)
-    shuffle = ctx.generator(_PURPOSE_SHUFFLE)
-    bar = tqdm(range(1, epochs + 1), desc=f"task {stage.index} ({stage.name})", disable=not cfg.train.progress, leave=True)
-    for epoch in bar:
-        ctx.epoch = epoch
-        global_epoch += 1
-        started = time.perf_counter()
-        sums, seen = train_epoch(ctx, forward, data, plugins, term_names, cfg.train.batch_size, shuffle, max_steps)
-        # One host-device sync per epoch: the loss sums and a finiteness check of the weights.
-        finite = torch.stack([p.detach().isfinite().all() for p in model.parameters()]).all()
-        values = torch.cat([sums / max(seen, 1), finite.float().unsqueeze(0)]).tolist()
-        terms, weights_ok = values[:-1], values[-1] == 1.0
-        total = sum(terms)
-        if not (math.isfinite(total) and weights_ok):
-            raise Diverged(
-                f"training diverged in task {stage.index}, epoch {epoch}: "
-                f"{'loss' if not math.isfinite(total) else 'weights'} not finite "
-                "(lower train.lr, or the regularisation strength such as ewc.alpha)"
-            )
-        last = epoch == epochs
-        seconds = time.perf_counter() - started
-        eval_rows = []
-        if epoch % cfg.train.eval_every == 0 or last:
-            splits = ("val", "test") if last else ("val",)
-            eval_rows = _eval_rows(ctx, forward, plugins, cfg, stage.index, epoch, global_epoch, splits)
-        # Both logs get the epoch's rows back to back, after its evaluation: a Ctrl-C during
-        # training or evaluation leaves the epoch out of both files, never in one only.
-        train_log.write([{"train_task": stage.index, "epoch": epoch, "global_epoch": global_epoch, "loss": total,
-                          **dict(zip(term_names, terms)), "seconds": round(seconds, 4)}])
-        metrics_log.write(eval_rows)
-        bar.set_postfix(loss=f"{total:.4f}")
-    bar.close()
-    for plugin in plugins:
-        plugin.after_task(ctx)
-    return global_epoch
-
-
-def _finish(out, summary, metrics_log, train_log, bench, plugins, task_seconds, device, final: bool) -> dict:
-    metrics_log.close()
-    train_log.close()
+def _finish(ctx: RunContext, summary: dict, task_seconds: list[float], final: bool) -> dict:
+    """Close the logs, add the results to the summary, draw the figures, write summary.json."""
+    out = ctx.out
+    ctx.logs.close()
     table = pd.read_csv(out / "metrics.csv")
-    names = [t.name for t in bench.tasks]
+    names = [t.name for t in ctx.benchmark.tasks]
     summary["task_seconds"] = task_seconds
-    summary.update(_peak_memory(device))
-    for plugin in plugins:
+    summary.update(_peak_memory(ctx.device))
+    for plugin in ctx.plugins:
         summary.update(plugin.summary())
     if (table["train_task"] >= 0).any() and (table["split"] == "test").any() and final:
         matrix = metrics.accuracy_matrix(table)

@@ -10,35 +10,27 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .benchmarks import Benchmark
-from .strategies import Plugin, TrainContext, TrainSet
+from .context import RunContext
+from .examples import Examples
 
 
-def train_epoch(
-    ctx: TrainContext,
-    forward: torch.nn.Module,
-    data: TrainSet,
-    plugins: list[Plugin],
-    term_names: list[str],
-    batch_size: int,
-    generator: torch.Generator,
-    max_steps: int | None = None,
-) -> tuple[torch.Tensor, int]:
-    """Train one pass over `data` in random order (or `max_steps` batches of it).
+def train_epoch(ctx: RunContext, data: Examples, batch_size: int, generator: torch.Generator,
+                max_steps: int | None = None) -> tuple[torch.Tensor, int]:
+    """Train one pass over `data` in random order (or until `max_steps` steps in the task).
 
-    Returns the sum over examples of each loss term (device tensor, order `term_names`)
-    and the number of examples seen. `forward` is the model, possibly compiled.
+    Returns the sum over examples of each loss term (device tensor, order `ctx.term_names`)
+    and the number of examples seen.
     """
-    bench = ctx.benchmark
+    bench, plugins, names = ctx.benchmark, ctx.plugins, ctx.term_names
     order = torch.randperm(len(data), generator=generator, device=data.y.device)
-    sums = torch.zeros(len(term_names), device=data.y.device)
+    sums = torch.zeros(len(names), device=data.y.device)
     zero = torch.zeros((), device=data.y.device)
     seen = 0
     for start in range(0, len(data), batch_size):
         if max_steps is not None and ctx.step >= max_steps:
             break
         batch = data.subset(order[start : start + batch_size])
-        logits = forward(batch.x)
+        logits = ctx.forward(batch.x)
         terms = {"ce": F.cross_entropy(bench.mask_logits(logits, batch.task), batch.y)}
         for plugin in plugins:
             terms.update(plugin.loss_terms(ctx, batch, logits))
@@ -51,17 +43,15 @@ def train_epoch(
         ctx.step += 1
         for plugin in plugins:
             plugin.after_step(ctx, batch)
-        sums += torch.stack([terms[n].detach() if n in terms else zero for n in term_names]) * len(batch)
+        sums += torch.stack([terms[n].detach() if n in terms else zero for n in names]) * len(batch)
         seen += len(batch)
     return sums, seen
 
 
 @torch.no_grad()
-def evaluate(
-    ctx: TrainContext, forward: torch.nn.Module, plugins: list[Plugin], split: str, batch_size: int
-) -> torch.Tensor:
+def evaluate(ctx: RunContext, split: str, batch_size: int) -> torch.Tensor:
     """[num_tasks, 3] device tensor: summed loss, correct count, example count per task."""
-    bench: Benchmark = ctx.benchmark
+    bench, forward = ctx.benchmark, ctx.forward
     was_training = forward.training
     forward.eval()
     rows = []
@@ -72,7 +62,7 @@ def evaluate(
         for start in range(0, len(data), batch_size):
             x, y = data.x[start : start + batch_size], data.y[start : start + batch_size]
             logits = None
-            for plugin in plugins:
+            for plugin in ctx.plugins:
                 logits = plugin.eval_logits(ctx, x, task.index)
                 if logits is not None:
                     break

@@ -17,9 +17,11 @@ import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 
-from cl_runner.cli import CONF_DIR
+from cl_runner import config
+from cl_runner.config import CONF_DIR
 
 REPO = Path(__file__).resolve().parent.parent
+config.register()  # the schema Hydra composes against, as `cl-run` registers it
 
 
 def real_mnist_root() -> Path:
@@ -32,6 +34,36 @@ def real_mnist_root() -> Path:
 @pytest.fixture(scope="session")
 def mnist_root() -> Path:
     return real_mnist_root()
+
+
+def config_error(overrides: list[str]):
+    """The error `cl-run <overrides>` stops with before anything runs (composition or
+    validation), or None when the configuration is fine."""
+    from cl_runner.errors import UserError
+    from cl_runner.precheck import precheck
+
+    try:
+        precheck(list(overrides))
+    except UserError as err:
+        return err
+    return None
+
+
+def make_ctx(bench, task: int = 0, model=None, seed: int = 0, lr: float = 1e-2, final: bool = False):
+    """A RunContext for driving plugins by hand: an MLP of width 16 and Adam, on the CPU."""
+    import torch
+    from omegaconf import OmegaConf
+
+    from cl_runner.context import RunContext
+    from cl_runner.models.mlp import mlp
+
+    if model is None:
+        torch.manual_seed(seed)
+        model = mlp(bench.in_features, bench.num_outputs, 16, 1, "relu")
+    ctx = RunContext(OmegaConf.create({"seed": seed}), bench, model, torch.optim.Adam(model.parameters(), lr=lr),
+                     torch.device("cpu"))
+    ctx.begin(task, final)
+    return ctx
 
 
 def compose_cfg(overrides: list[str] = (), config_name: str = "config"):

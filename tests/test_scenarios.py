@@ -9,7 +9,7 @@ from cl_runner import benchmarks, config
 from cl_runner.errors import ConfigError
 from cl_runner.run import run
 
-from .conftest import compose_cfg
+from .conftest import compose_cfg, config_error
 
 
 def _bench(root, *overrides):
@@ -41,7 +41,7 @@ def test_domain_il_labels_are_positions_within_the_task(tiny_mnist):
     assert bench.num_outputs == 2
     for task in bench.tasks:
         assert set(task.test.y.tolist()) == {0, 1}
-        assert torch.equal(task.test.y, task.test.digit % 2)  # 0/1, 2/3, ...: even/odd
+        assert torch.equal(task.test.y, task.test.label % 2)  # 0/1, 2/3, ...: even/odd
 
 
 def test_permuted_mnist_under_each_scenario(tiny_mnist):
@@ -51,10 +51,10 @@ def test_permuted_mnist_under_each_scenario(tiny_mnist):
     assert torch.equal(t0.y, t1.y) and not torch.equal(t0.x, t1.x)
     # Same pixels, another order: each image keeps its multiset of values.
     assert torch.equal(t0.x.sort(dim=1).values, t1.x.sort(dim=1).values)
-    assert torch.equal(t0.y, t0.digit)  # task 0 is the identity permutation of plain MNIST
+    assert torch.equal(t0.y, t0.label)  # task 0 is the identity permutation of plain MNIST
     klass = _bench(tiny_mnist, "dataset=permuted_mnist", "dataset.num_tasks=3", "scenario=class")
     assert klass.num_outputs == 30 and klass.tasks[2].classes == list(range(20, 30))
-    assert torch.equal(klass.tasks[2].test.y, klass.tasks[2].test.digit + 20)
+    assert torch.equal(klass.tasks[2].test.y, klass.tasks[2].test.label + 20)
 
 
 def test_rotated_mnist_angles(tiny_mnist):
@@ -77,9 +77,8 @@ def test_rotated_mnist_angles(tiny_mnist):
     ],
 )
 def test_bad_scenario_input(overrides, key):
-    with pytest.raises(ConfigError) as err:
-        config.validate(compose_cfg(overrides))
-    assert err.value.key == key
+    error = config_error(overrides)
+    assert isinstance(error, ConfigError) and error.key == key, error
 
 
 @pytest.mark.parametrize("scenario", ["class", "task", "domain"])

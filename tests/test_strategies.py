@@ -12,13 +12,13 @@ from torch import nn
 
 from cl_runner import benchmarks
 from cl_runner.fisher import expected_fisher, fisher_diagonal, fisher_diagonal_loop
-from cl_runner.models import mlp
+from cl_runner.examples import Examples
+from cl_runner.models.mlp import mlp
 from cl_runner.run import run
-from cl_runner.strategies import TrainContext, TrainSet
-from cl_runner.strategies.ewc import EWCPlugin
-from cl_runner.strategies.replay import ReplayPlugin
+from cl_runner.strategies.ewc import EWCConfig, EWCPlugin
+from cl_runner.strategies.replay import ReplayConfig, ReplayPlugin
 
-from .conftest import compose_cfg
+from .conftest import compose_cfg, make_ctx
 
 
 def _tiny_benchmark(n_per_class: int = 50, seed: int = 0) -> benchmarks.Benchmark:
@@ -27,19 +27,18 @@ def _tiny_benchmark(n_per_class: int = 50, seed: int = 0) -> benchmarks.Benchmar
     for t, digits in enumerate(([0, 1, 2, 3, 4], [5, 6, 7, 8, 9])):
         # Unequal class sizes, so that balanced and unbalanced selection differ.
         y = torch.cat([torch.full((n_per_class * (1 + (d % 2)),), d) for d in digits])
-        split = benchmarks.Split(torch.rand(len(y), 784, generator=g), y, y.clone())
+        split = Examples(torch.rand(len(y), 784, generator=g), y, torch.full_like(y, t), y.clone())
         tasks.append(benchmarks.Task(t, str(t), digits, split, split, split))
     masks = torch.ones(2, 10, dtype=torch.bool)
     return benchmarks.Benchmark(tasks, "class", 10, masks)
 
 
 def _ctx(bench, task=0, seed=0, model=None):
-    model = model or mlp(784, 10, 16, 1, "leaky_relu")
-    return TrainContext(task, bench, model, torch.optim.Adam(model.parameters()), torch.device("cpu"), seed)
+    return make_ctx(bench, task, model or mlp(784, 10, 16, 1, "leaky_relu"), seed, lr=1e-3)
 
 
 def _replay(**kw):
-    return ReplayPlugin(OmegaConf.create({"share": 0.1, "balanced": False, "per_class": None, **kw}))
+    return ReplayPlugin(OmegaConf.merge(OmegaConf.structured(ReplayConfig), kw))
 
 
 def test_replay_keeps_the_share_drawn_reproducibly():
@@ -53,7 +52,7 @@ def test_replay_keeps_the_share_drawn_reproducibly():
     assert torch.equal(first.memory[0].x, again.memory[0].x)
     assert not torch.equal(first.memory[0].x, other_seed.memory[0].x)
     # The memory joins the next task's data, with its own task ids.
-    data = first.train_set(_ctx(bench, task=1), TrainSet.from_split(bench.tasks[1].train, 1))
+    data = first.train_set(_ctx(bench, task=1), bench.tasks[1].train)
     assert len(data) == len(bench.tasks[1].train) + round(0.1 * n)
     assert (data.task == 0).sum() == round(0.1 * n)
 
@@ -63,7 +62,7 @@ def test_balanced_replay_keeps_the_same_share_of_every_class():
     plugin = _replay(share=0.2, balanced=True)
     plugin.after_task(_ctx(bench))
     counts = plugin.summary()["replay_examples_per_class"]
-    sizes = {d: int((bench.tasks[0].train.digit == d).sum()) for d in range(5)}
+    sizes = {d: int((bench.tasks[0].train.label == d).sum()) for d in range(5)}
     assert counts == {d: round(0.2 * sizes[d]) for d in range(5)}
 
 
@@ -85,9 +84,7 @@ def test_replay_state_round_trips():
 
 
 def _ewc(**kw):
-    base = {"alpha": 1.0, "fisher": "empirical", "fisher_data": "val", "fisher_samples": None,
-            "normalize": "max", "mode": "separate", "gamma": 1.0}
-    return EWCPlugin(OmegaConf.create({**base, **kw}))
+    return EWCPlugin(OmegaConf.merge(OmegaConf.structured(EWCConfig), {"alpha": 1.0, **kw}))
 
 
 def test_ewc_penalty_is_zero_at_the_anchor_and_grows_away_from_it():

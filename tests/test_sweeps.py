@@ -18,7 +18,8 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import IntervalSweep
 from omegaconf import OmegaConf
 
-from cl_runner.cli import CONF_DIR, precheck
+from cl_runner.config import CONF_DIR
+from cl_runner.precheck import precheck
 from cl_runner.errors import ConfigError, UserError
 
 from .conftest import REPO, cl_run, compose_cfg

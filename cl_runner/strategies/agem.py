@@ -17,15 +17,29 @@ masks apply to them as to any batch.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Optional
+
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig
 
-from .base import Plugin, TrainContext, TrainSet
-from .memory import Memory, check_positive_int, validate_memory
+from ..checks import Node
+from ..examples import Examples
+from ..seeds import Stream
+from .base import PLUGINS, Plugin, RunContext, task_examples
+from .memory import Memory, Policy, check_memory
 
-_PURPOSE_SAMPLE = 11  # generator stream for the memory batches
-_PURPOSE_STORE = 12  # generator stream for what the memory keeps
+
+@dataclass
+class AGEMConfig(Node):
+    policy: Policy = Policy.class_balanced
+    memory_size: Optional[int] = None  # examples in all (null: only per_class bounds it)
+    per_class: Optional[int] = 100
+    batch_size: int = 256  # memory examples per reference gradient
+
+    def check(self) -> None:
+        check_memory(self, ("class_balanced", "reservoir"))
+        self.positive_int("batch_size")
 
 
 def project(grads: list[torch.Tensor], ref: list[torch.Tensor], eps: float = 1e-12) -> list[torch.Tensor]:
@@ -36,32 +50,26 @@ def project(grads: list[torch.Tensor], ref: list[torch.Tensor], eps: float = 1e-
     return [g - coef * r for g, r in zip(grads, ref)]
 
 
+@PLUGINS.register("agem", AGEMConfig)
 class AGEMPlugin(Plugin):
-    name = "agem"
-
-    def __init__(self, cfg: DictConfig):
+    def __init__(self, cfg):
         super().__init__(cfg)
         self.memory = Memory(cfg.policy, cfg.memory_size, cfg.per_class)
         self._sampler: torch.Generator | None = None
         self.projected = 0  # steps whose gradient was changed (read at summary time only)
         self._projected = None
 
-    @staticmethod
-    def validate(cfg: DictConfig, num_tasks: int) -> None:
-        validate_memory(cfg.agem, "agem", ("class_balanced", "reservoir"))
-        check_positive_int("agem.batch_size", cfg.agem.batch_size)
+    def before_task(self, ctx: RunContext) -> None:
+        self._sampler = ctx.generator(Stream.AGEM_SAMPLE)
 
-    def before_task(self, ctx: TrainContext) -> None:
-        self._sampler = ctx.generator(_PURPOSE_SAMPLE)
-
-    def reference_gradient(self, ctx: TrainContext, params: list[torch.Tensor]) -> list[torch.Tensor]:
+    def reference_gradient(self, ctx: RunContext, params: list[torch.Tensor]) -> list[torch.Tensor]:
         batch, _ = self.memory.sample(self.cfg.batch_size, self._sampler)
-        logits = ctx.benchmark.mask_logits(ctx.model(batch.x), batch.task)
+        logits = ctx.benchmark.mask_logits(ctx.forward(batch.x), batch.task)
         loss = F.cross_entropy(logits, batch.y)
         grads = torch.autograd.grad(loss, params, allow_unused=True)
         return [g if g is not None else torch.zeros_like(p) for g, p in zip(grads, params)]
 
-    def before_step(self, ctx: TrainContext, batch: TrainSet) -> None:
+    def before_step(self, ctx: RunContext, batch: Examples) -> None:
         if not len(self.memory):
             return
         params = [p for p in ctx.model.parameters() if p.requires_grad]
@@ -73,14 +81,13 @@ class AGEMPlugin(Plugin):
         for p, g in zip(params, new):
             p.grad = g
 
-    def after_task(self, ctx: TrainContext) -> None:
+    def after_task(self, ctx: RunContext) -> None:
         if self._projected is not None:
             self.projected += int(self._projected)  # one sync per task
             self._projected = None
         if ctx.final:
             return
-        data = TrainSet.from_split(ctx.benchmark.tasks[ctx.task].train, ctx.task)
-        self.memory.add(data, ctx.generator(_PURPOSE_STORE), ctx.benchmark.num_outputs)
+        self.memory.add(task_examples(ctx), ctx.generator(Stream.AGEM_STORE), ctx.benchmark.num_outputs)
 
     def summary(self) -> dict:
         return {"agem_memory_examples": len(self.memory), "agem_memory_per_class": self.memory.per_class_counts(),

@@ -10,12 +10,20 @@ keeps its own task id, so task-IL masks stay right. No knobs (`cumulative.*` is 
 
 from __future__ import annotations
 
-from .base import Plugin, TrainContext, TrainSet
+from dataclasses import dataclass
+
+from ..checks import Node
+from ..examples import Examples
+from .base import PLUGINS, Plugin, RunContext, task_examples
 
 
+@dataclass
+class CumulativeConfig(Node):
+    pass  # no knobs: every earlier task's whole training set joins the current one
+
+
+@PLUGINS.register("cumulative", CumulativeConfig)
 class CumulativePlugin(Plugin):
-    name = "cumulative"
-
-    def train_set(self, ctx: TrainContext, data: TrainSet) -> TrainSet:
-        earlier = [TrainSet.from_split(ctx.benchmark.tasks[t].train, t) for t in range(ctx.task)]
-        return TrainSet.concat([*earlier, data]) if earlier else data
+    def train_set(self, ctx: RunContext, data: Examples) -> Examples:
+        earlier = [task_examples(ctx, t) for t in range(ctx.task)]
+        return Examples.concat([*earlier, data]) if earlier else data

@@ -17,55 +17,62 @@ cross-entropy masks each memory example by its own task under task-IL.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig
 
-from ..errors import ConfigError
-from .base import Plugin, TrainContext, TrainSet
-from .memory import Memory, check_number, check_positive_int, validate_memory
-
-_PURPOSE_SAMPLE = 13  # generator stream for the memory batches
-_PURPOSE_STORE = 14  # generator stream for the reservoir's draws
+from ..checks import Node
+from ..examples import Examples
+from ..seeds import Stream
+from .base import PLUGINS, Plugin, RunContext
+from .memory import Memory, Policy, check_memory
 
 
+@dataclass
+class DERConfig(Node):
+    policy: Policy = Policy.reservoir  # reservoir (the paper) | class_balanced
+    memory_size: int = 500
+    alpha: float = 0.5  # weight of the logit-matching (MSE) term
+    beta: float = 0.5  # DER++ only: weight of the memory labels' cross-entropy
+    plus: bool = False  # DER++
+    batch_size: int = 128  # memory examples per term and step
+
+    def check(self) -> None:
+        check_memory(self, ("reservoir", "class_balanced"))
+        self.number("alpha", 0.0)
+        self.number("beta", 0.0)
+        self.positive_int("batch_size")
+
+
+@PLUGINS.register("der", DERConfig)
 class DERPlugin(Plugin):
-    name = "der"
     loss_names = ("der", "derpp")
 
-    def __init__(self, cfg: DictConfig):
+    def __init__(self, cfg):
         super().__init__(cfg)
         self.memory = Memory(cfg.policy, cfg.memory_size)
         self._sampler: torch.Generator | None = None
         self._store_gen: torch.Generator | None = None
         self._logits: torch.Tensor | None = None
 
-    @staticmethod
-    def validate(cfg: DictConfig, num_tasks: int) -> None:
-        validate_memory(cfg.der, "der", ("reservoir", "class_balanced"))
-        check_number("der.alpha", cfg.der.alpha, 0.0)
-        check_number("der.beta", cfg.der.beta, 0.0)
-        check_positive_int("der.batch_size", cfg.der.batch_size)
-        if not isinstance(cfg.der.plus, bool):
-            raise ConfigError("der.plus", cfg.der.plus, "expected true (DER++) or false (DER)")
+    def before_task(self, ctx: RunContext) -> None:
+        self._sampler = ctx.generator(Stream.DER_SAMPLE)
+        self._store_gen = ctx.generator(Stream.DER_STORE)
 
-    def before_task(self, ctx: TrainContext) -> None:
-        self._sampler = ctx.generator(_PURPOSE_SAMPLE)
-        self._store_gen = ctx.generator(_PURPOSE_STORE)
-
-    def loss_terms(self, ctx: TrainContext, batch: TrainSet, logits: torch.Tensor) -> dict[str, torch.Tensor]:
+    def loss_terms(self, ctx: RunContext, batch: Examples, logits: torch.Tensor) -> dict[str, torch.Tensor]:
         self._logits = logits.detach()
         if not len(self.memory):
             return {}
         past, index = self.memory.sample(self.cfg.batch_size, self._sampler)
-        terms = {"der": self.cfg.alpha * F.mse_loss(ctx.model(past.x), self.memory.extra("logits")[index])}
+        terms = {"der": self.cfg.alpha * F.mse_loss(ctx.forward(past.x), self.memory.extra("logits")[index])}
         if self.cfg.plus:
             other, _ = self.memory.sample(self.cfg.batch_size, self._sampler)
-            scores = ctx.benchmark.mask_logits(ctx.model(other.x), other.task)
+            scores = ctx.benchmark.mask_logits(ctx.forward(other.x), other.task)
             terms["derpp"] = self.cfg.beta * F.cross_entropy(scores, other.y)
         return terms
 
-    def after_step(self, ctx: TrainContext, batch: TrainSet) -> None:
+    def after_step(self, ctx: RunContext, batch: Examples) -> None:
         self.memory.add(batch, self._store_gen, ctx.benchmark.num_outputs, logits=self._logits)
         self._logits = None
 

@@ -16,73 +16,78 @@ Fisher, F <- gamma * F + F_new, anchored at the latest weights (Schwarz et al. 2
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Optional
+
 import torch
-from omegaconf import DictConfig
 
-from ..errors import ConfigError
+from ..checks import Choice, Node
 from ..fisher import expected_fisher, fisher_diagonal, normalize_by_max, sample_labels
-from .base import Plugin, TrainContext
-from .memory import check_number, check_positive_int
+from ..seeds import Stream
+from .anchors import quadratic_penalty, snapshot
+from .base import PLUGINS, Plugin, RunContext
 
-_PURPOSE_SAMPLES = 2  # generator stream for which examples estimate the Fisher
-_PURPOSE_LABELS = 3  # generator stream for labels drawn under ewc.fisher=sampled
+FisherKind = Choice("FisherKind", {"empirical": "empirical", "expected": "expected", "sampled": "sampled"})
+FisherData = Choice("FisherData", {"val": "val", "train": "train"})
+Normalize = Choice("Normalize", {"max": "max", "none": "none"})
+EWCMode = Choice("EWCMode", {"separate": "separate", "online": "online"})
 
 
+@dataclass
+class EWCConfig(Node):
+    alpha: float = 1e8
+    fisher: FisherKind = FisherKind.empirical  # empirical (true labels) | expected (exact) | sampled (one drawn label)
+    fisher_data: FisherData = FisherData.val
+    fisher_samples: Optional[int] = None  # None = the whole split
+    normalize: Normalize = Normalize.max
+    mode: EWCMode = EWCMode.separate
+    gamma: float = 1.0  # online decay of the running Fisher
+
+    def check(self) -> None:
+        self.number("alpha", 0.0)
+        self.positive_int("fisher_samples", allow_none=True, none_means="for the whole split")
+        self.number("gamma", 0.0, low_open=True, high=1.0)
+
+
+@PLUGINS.register("ewc", EWCConfig)
 class EWCPlugin(Plugin):
-    name = "ewc"
     loss_names = ("ewc",)
 
-    def __init__(self, cfg: DictConfig):
+    def __init__(self, cfg):
         super().__init__(cfg)
         # One (fisher, anchor) pair per earlier task, or a single running one (online).
         self.fishers: list[dict[str, torch.Tensor]] = []
         self.anchors: list[dict[str, torch.Tensor]] = []
 
-    @staticmethod
-    def validate(cfg: DictConfig, num_tasks: int) -> None:
-        c = cfg.ewc
-        check_number("ewc.alpha", c.alpha, 0.0)
-        for key, allowed in (("fisher", ("empirical", "expected", "sampled")), ("fisher_data", ("val", "train")),
-                             ("normalize", ("max", "none")), ("mode", ("separate", "online"))):
-            if c[key] not in allowed:
-                raise ConfigError(f"ewc.{key}", c[key], f"allowed: {', '.join(allowed)}")
-        check_positive_int("ewc.fisher_samples", c.fisher_samples, allow_none=True, none_means="for the whole split")
-        check_number("ewc.gamma", c.gamma, 0.0, low_open=True, high=1.0)
-
     def penalty(self, model: torch.nn.Module) -> torch.Tensor:
         """sum_k sum_i F_k,i (theta_i - theta*_k,i)^2, without alpha."""
-        total = torch.zeros((), device=next(model.parameters()).device)
-        for fisher, anchor in zip(self.fishers, self.anchors):
-            for name, p in model.named_parameters():
-                total = total + (fisher[name] * (p - anchor[name]).square()).sum()
-        return total
+        return quadratic_penalty(model, zip(self.fishers, self.anchors))
 
-    def loss_terms(self, ctx: TrainContext, batch, logits) -> dict[str, torch.Tensor]:
+    def loss_terms(self, ctx: RunContext, batch, logits) -> dict[str, torch.Tensor]:
         if not self.fishers:
             return {}
         return {"ewc": self.cfg.alpha * self.penalty(ctx.model)}
 
-    def estimate(self, ctx: TrainContext) -> dict[str, torch.Tensor]:
+    def estimate(self, ctx: RunContext) -> dict[str, torch.Tensor]:
         task = ctx.benchmark.tasks[ctx.task]
         split = task.val if self.cfg.fisher_data == "val" else task.train
         x, y = split.x, split.y
         if self.cfg.fisher_samples is not None and self.cfg.fisher_samples < len(y):
-            pick = torch.randperm(len(y), generator=ctx.generator(_PURPOSE_SAMPLES), device=y.device)[: self.cfg.fisher_samples]
+            pick = torch.randperm(len(y), generator=ctx.generator(Stream.EWC_SAMPLES), device=y.device)[: self.cfg.fisher_samples]
             x, y = x[pick], y[pick]
-        bias = ctx.benchmark.mask_logits(torch.zeros(1, ctx.benchmark.num_outputs, device=x.device), ctx.task)
+        bias = ctx.benchmark.logit_bias(ctx.task, x.device)
         if self.cfg.fisher == "expected":
             fisher = expected_fisher(ctx.model, x, bias)
         else:
             if self.cfg.fisher == "sampled":
-                y = sample_labels(ctx.model, x, bias, ctx.generator(_PURPOSE_LABELS))
+                y = sample_labels(ctx.model, x, bias, ctx.generator(Stream.EWC_LABELS))
             fisher = fisher_diagonal(ctx.model, x, y, bias)
         return normalize_by_max(fisher) if self.cfg.normalize == "max" else fisher
 
-    def after_task(self, ctx: TrainContext) -> None:
+    def after_task(self, ctx: RunContext) -> None:
         if ctx.final:  # no later task to protect it from: skip the Fisher's cost
             return
-        fisher = self.estimate(ctx)
-        anchor = {n: p.detach().clone() for n, p in ctx.model.named_parameters()}
+        fisher, anchor = self.estimate(ctx), snapshot(ctx.model)
         if self.cfg.mode == "online" and self.fishers:
             fisher = {n: self.cfg.gamma * self.fishers[0][n] + f for n, f in fisher.items()}
             self.fishers, self.anchors = [fisher], [anchor]

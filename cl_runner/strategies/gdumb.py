@@ -16,15 +16,30 @@ counts, a random subset of each), drawn in one vectorised step.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Optional
+
 import torch
-from omegaconf import DictConfig
 
-from ..errors import ConfigError
-from .base import Plugin, TrainContext, TrainSet
-from .memory import Memory, validate_memory
+from ..checks import Node
+from ..examples import Examples
+from ..seeds import Stream
+from .base import PLUGINS, Plugin, RunContext
+from .memory import Memory, Policy, check_memory
 
-_PURPOSE_STORE = 16  # generator stream for what the memory keeps
-_PURPOSE_INIT = 17  # generator stream for the re-initialisation
+
+@dataclass
+class GDumbConfig(Node):
+    memory_size: int = 500  # examples in all, class-balanced
+    per_class: Optional[int] = None
+    reinit: bool = True  # re-initialise the model before each task (false: fine-tune it)
+
+    @property
+    def policy(self) -> str:  # GDumb's memory is always class-balanced
+        return "class_balanced"
+
+    def check(self) -> None:
+        check_memory(self, ("class_balanced",))
 
 
 def reinitialise(model: torch.nn.Module, generator: torch.Generator) -> None:
@@ -39,26 +54,19 @@ def reinitialise(model: torch.nn.Module, generator: torch.Generator) -> None:
                 module.reset_parameters()
 
 
+@PLUGINS.register("gdumb", GDumbConfig)
 class GDumbPlugin(Plugin):
-    name = "gdumb"
-
-    def __init__(self, cfg: DictConfig):
+    def __init__(self, cfg):
         super().__init__(cfg)
-        self.memory = Memory("class_balanced", cfg.memory_size, cfg.per_class)
+        self.memory = Memory(Policy.class_balanced, cfg.memory_size, cfg.per_class)
 
-    @staticmethod
-    def validate(cfg: DictConfig, num_tasks: int) -> None:
-        validate_memory(cfg.gdumb, "gdumb", ("class_balanced",))
-        if not isinstance(cfg.gdumb.reinit, bool):
-            raise ConfigError("gdumb.reinit", cfg.gdumb.reinit, "expected true or false")
-
-    def before_task(self, ctx: TrainContext) -> None:
+    def before_task(self, ctx: RunContext) -> None:
         if self.cfg.reinit:
-            reinitialise(ctx.model, ctx.generator(_PURPOSE_INIT))
+            reinitialise(ctx.model, ctx.generator(Stream.GDUMB_INIT))
             ctx.optimizer.state.clear()  # fresh moments and step counts, as for a new optimiser
 
-    def train_set(self, ctx: TrainContext, data: TrainSet) -> TrainSet:
-        self.memory.add(data, ctx.generator(_PURPOSE_STORE), ctx.benchmark.num_outputs)
+    def train_set(self, ctx: RunContext, data: Examples) -> Examples:
+        self.memory.add(data, ctx.generator(Stream.GDUMB_STORE), ctx.benchmark.num_outputs)
         return self.memory.data
 
     def summary(self) -> dict:

@@ -27,18 +27,21 @@ Features are the input of the model's last Linear layer (the penultimate represe
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Optional
+
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig
 from torch import nn
-from torch.func import functional_call
 
-from ..errors import ConfigError
-from .base import Plugin, TrainContext, TrainSet
-from .memory import balanced_quota, check_number, check_positive_int
+from ..checks import Choice, Node
+from ..examples import Examples
+from ..seeds import Stream
+from .anchors import Teacher
+from .base import PLUGINS, Plugin, RunContext, task_examples
+from .memory import balanced_quota, label_counts
 
-_PURPOSE_RANDOM = 15  # generator stream for icarl.selection=random
-SELECTIONS = ("herding", "random")
+Selection = Choice("Selection", {"herding": "herding", "random": "random"})
 _FEATURE_CHUNK = 8192
 # Score of a label with no class mean yet: below every real score (minus a squared distance
 # between unit vectors is >= -4), above the task-IL mask, so such labels never beat a seen
@@ -46,8 +49,24 @@ _FEATURE_CHUNK = 8192
 NO_PROTOTYPE = -5.0
 
 
-def features(model: nn.Module, x: torch.Tensor, params: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
-    """The input of the model's last Linear layer (optionally with other weights)."""
+@dataclass
+class ICaRLConfig(Node):
+    memory_size: Optional[int] = None  # exemplars in all, shared equally by the classes seen
+    per_class: Optional[int] = 100  # exemplars per class
+    selection: Selection = Selection.herding  # herding (the paper) | random
+    alpha: float = 1.0  # weight of the sigmoid-BCE distillation on the old classes' outputs
+    nme: bool = True  # classify by the nearest mean of exemplars (false: the network's outputs)
+
+    def check(self) -> None:
+        self.positive_int("memory_size", allow_none=True, none_means="(no total bound)")
+        self.positive_int("per_class", allow_none=True, none_means="(no per-class bound)")
+        if self.memory_size is None and self.per_class is None:
+            self.fail("per_class", "icarl needs icarl.per_class or icarl.memory_size (or both)")
+        self.number("alpha", 0.0)
+
+
+def features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The input of the model's last Linear layer (its penultimate representation)."""
     last = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
     captured: list[torch.Tensor] = []
     handle = last.register_forward_hook(lambda module, args, out: captured.append(args[0]))
@@ -55,8 +74,7 @@ def features(model: nn.Module, x: torch.Tensor, params: dict[str, torch.Tensor] 
         parts = []
         for start in range(0, len(x), _FEATURE_CHUNK):
             captured.clear()
-            chunk = x[start : start + _FEATURE_CHUNK]
-            model(chunk) if params is None else functional_call(model, params, (chunk,))
+            model(x[start : start + _FEATURE_CHUNK])
             parts.append(captured[0])
     finally:
         handle.remove()
@@ -79,70 +97,56 @@ def herding(feats: torch.Tensor, count: int) -> torch.Tensor:
     return torch.stack(chosen) if chosen else torch.empty(0, dtype=torch.long, device=feats.device)
 
 
+@PLUGINS.register("icarl", ICaRLConfig)
 class ICaRLPlugin(Plugin):
-    name = "icarl"
     loss_names = ("icarl",)
 
-    def __init__(self, cfg: DictConfig):
+    def __init__(self, cfg):
         super().__init__(cfg)
-        self.exemplars: TrainSet | None = None
+        self.exemplars: Examples | None = None
         self.rank = torch.empty(0, dtype=torch.long)  # herding order of each exemplar within its class
-        self.old: dict[str, torch.Tensor] = {}  # the model after the previous task
+        self.teacher = Teacher()  # the model after the previous task
         self._old_classes: torch.Tensor | None = None
         self._cache: tuple | None = None
 
-    @staticmethod
-    def validate(cfg: DictConfig, num_tasks: int) -> None:
-        c = cfg.icarl
-        check_positive_int("icarl.memory_size", c.memory_size, allow_none=True, none_means="(no total bound)")
-        check_positive_int("icarl.per_class", c.per_class, allow_none=True, none_means="(no per-class bound)")
-        if c.memory_size is None and c.per_class is None:
-            raise ConfigError("icarl.per_class", None, "icarl needs icarl.per_class or icarl.memory_size (or both)")
-        if c.selection not in SELECTIONS:
-            raise ConfigError("icarl.selection", c.selection, f"allowed: {', '.join(SELECTIONS)}")
-        check_number("icarl.alpha", c.alpha, 0.0)
-        if not isinstance(c.nme, bool):
-            raise ConfigError("icarl.nme", c.nme, "expected true or false")
-
     # --- training ---------------------------------------------------------
 
-    def before_task(self, ctx: TrainContext) -> None:
+    def before_task(self, ctx: RunContext) -> None:
         bench = ctx.benchmark
         if bench.scenario == "domain":
             classes = list(range(bench.num_outputs))
         else:
             classes = sorted({c for t in bench.tasks[: ctx.task] for c in t.classes})
-        self._old_classes = torch.tensor(classes, dtype=torch.long, device=ctx.device) if self.old and classes else None
+        self._old_classes = torch.tensor(classes, dtype=torch.long, device=ctx.device) if self.teacher and classes else None
         self._cache = None
 
-    def train_set(self, ctx: TrainContext, data: TrainSet) -> TrainSet:
-        return TrainSet.concat([data, self.exemplars]) if self.exemplars is not None and len(self.exemplars) else data
+    def train_set(self, ctx: RunContext, data: Examples) -> Examples:
+        return Examples.concat([data, self.exemplars]) if self.exemplars is not None and len(self.exemplars) else data
 
-    def loss_terms(self, ctx: TrainContext, batch: TrainSet, logits: torch.Tensor) -> dict[str, torch.Tensor]:
+    def loss_terms(self, ctx: RunContext, batch: Examples, logits: torch.Tensor) -> dict[str, torch.Tensor]:
         if self._old_classes is None:
             return {}
-        with torch.no_grad():
-            target = torch.sigmoid(functional_call(ctx.model, self.old, (batch.x,))[:, self._old_classes])
+        target = torch.sigmoid(self.teacher.logits(ctx.model, batch.x)[:, self._old_classes])
         bce = F.binary_cross_entropy_with_logits(logits[:, self._old_classes], target, reduction="none")
         return {"icarl": self.cfg.alpha * bce.sum(1).mean()}
 
     # --- exemplars ----------------------------------------------------------
 
-    def _order(self, ctx: TrainContext, x: torch.Tensor, count: int, generator: torch.Generator) -> torch.Tensor:
+    def _order(self, ctx: RunContext, x: torch.Tensor, count: int, generator: torch.Generator) -> torch.Tensor:
         if self.cfg.selection == "random":
             return torch.randperm(len(x), generator=generator, device=x.device)[:count]
         with torch.no_grad():
             feats = F.normalize(features(ctx.model, x), dim=1)
         return herding(feats, count)
 
-    def update_exemplars(self, ctx: TrainContext) -> None:
+    def update_exemplars(self, ctx: RunContext) -> None:
         """Shrink the old classes' exemplar sets and herd the new task's classes."""
         n_out = ctx.benchmark.num_outputs
-        data = TrainSet.from_split(ctx.benchmark.tasks[ctx.task].train, ctx.task)
-        new_keys = data.task * n_out + data.y
+        data = task_examples(ctx)
+        new_keys = data.class_keys(n_out)
         new_classes, new_counts = torch.unique(new_keys, return_counts=True)
         if self.exemplars is not None and len(self.exemplars):
-            old_keys = self.exemplars.task * n_out + self.exemplars.y
+            old_keys = self.exemplars.class_keys(n_out)
             old_classes, old_counts = torch.unique(old_keys, return_counts=True)
         else:
             old_keys = torch.empty(0, dtype=torch.long, device=data.y.device)
@@ -154,42 +158,42 @@ class ICaRLPlugin(Plugin):
             keep = self.rank.to(old_keys.device) < old_quota[torch.searchsorted(old_classes, old_keys)]
             parts.append(self.exemplars.subset(torch.nonzero(keep).squeeze(1)))
             ranks.append(self.rank.to(old_keys.device)[keep])
-        generator = ctx.generator(_PURPOSE_RANDOM)
+        generator = ctx.generator(Stream.ICARL_RANDOM)
         for key, q in zip(new_classes.tolist(), new_quota.tolist()):  # a few classes per task
             members = torch.nonzero(new_keys == key).squeeze(1)
             pick = members[self._order(ctx, data.x[members], q, generator)]
             parts.append(data.subset(pick))
             ranks.append(torch.arange(len(pick), device=pick.device))
-        self.exemplars = TrainSet.concat(parts)
+        self.exemplars = Examples.concat(parts)
         self.rank = torch.cat(ranks)
 
-    def after_task(self, ctx: TrainContext) -> None:
+    def after_task(self, ctx: RunContext) -> None:
         if ctx.final:  # nothing is trained or evaluated after it
             return
         self.update_exemplars(ctx)
-        self.old = {n: t.detach().clone() for n, t in ctx.model.state_dict().items()}
+        self.teacher.freeze(ctx.model)
         self._cache = None
 
     # --- nearest-mean-of-exemplars classifier ---------------------------------
 
-    def prototypes(self, ctx: TrainContext) -> tuple[torch.Tensor, torch.Tensor]:
+    def prototypes(self, ctx: RunContext) -> tuple[torch.Tensor, torch.Tensor]:
         """(means [K, d] L2-normalised, label of each [K])."""
         sets = []
         if self.exemplars is not None and len(self.exemplars):
             sets.append(self.exemplars)
         in_memory = set(self.exemplars.task.unique().tolist()) if sets else set()
         if 0 <= ctx.task < len(ctx.benchmark.tasks) and ctx.task not in in_memory:
-            sets.append(TrainSet.from_split(ctx.benchmark.tasks[ctx.task].train, ctx.task))
-        data = TrainSet.concat(sets) if len(sets) > 1 else sets[0]
+            sets.append(task_examples(ctx))
+        data = Examples.concat(sets) if len(sets) > 1 else sets[0]
         n_out = ctx.benchmark.num_outputs
-        keys = data.task * n_out + data.y
+        keys = data.class_keys(n_out)
         classes, inverse = torch.unique(keys, return_inverse=True)
         feats = F.normalize(features(ctx.model, data.x), dim=1)
         sums = torch.zeros(len(classes), feats.shape[1], device=feats.device).index_add_(0, inverse, feats)
         return F.normalize(sums, dim=1), classes % n_out
 
     @torch.no_grad()
-    def eval_logits(self, ctx: TrainContext, x: torch.Tensor, task: int) -> torch.Tensor | None:
+    def eval_logits(self, ctx: RunContext, x: torch.Tensor, task: int) -> torch.Tensor | None:
         if not self.cfg.nme or ctx.task < 0:
             return None
         key = (ctx.task, ctx.epoch, ctx.step)
@@ -206,14 +210,12 @@ class ICaRLPlugin(Plugin):
     def summary(self) -> dict:
         if self.exemplars is None or not len(self.exemplars):
             return {"icarl_exemplars": 0, "icarl_exemplars_per_class": {}}
-        values, counts = torch.unique(self.exemplars.digit, return_counts=True)
-        return {"icarl_exemplars": len(self.exemplars),
-                "icarl_exemplars_per_class": {int(v): int(c) for v, c in zip(values.tolist(), counts.tolist())}}
+        return {"icarl_exemplars": len(self.exemplars), "icarl_exemplars_per_class": label_counts(self.exemplars.label)}
 
     def state_dict(self) -> dict:
         exemplars = self.exemplars.state_dict() if self.exemplars is not None else {}
-        return {"exemplars": exemplars, "rank": self.rank, "old": self.old}
+        return {"exemplars": exemplars, "rank": self.rank, "old": self.teacher.state}
 
     def load_state_dict(self, state: dict) -> None:
-        self.exemplars = TrainSet(**state["exemplars"]) if state["exemplars"] else None
-        self.rank, self.old = state["rank"], dict(state["old"])
+        self.exemplars = Examples.from_state(state["exemplars"]) if state["exemplars"] else None
+        self.rank, self.teacher.state = state["rank"], dict(state["old"])

@@ -10,19 +10,30 @@ divergence (not a cross-entropy), so it is exactly zero when the model equals th
 Which outputs are distilled follows the scenario, as in van de Ven et al. (2022):
 class-IL: the classes of all earlier tasks together; task-IL: each earlier task's own
 classes (its "head"), averaged over the earlier tasks; domain-IL: all outputs. The old
-weights are kept as a state dict and evaluated with torch.func.functional_call on the
-current model's structure, so the checkpoint holds tensors only.
+model is a `Teacher` (anchors.py): its weights, evaluated on the current model's structure.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig
-from torch.func import functional_call
 
-from .base import Plugin, TrainContext, TrainSet
-from .memory import check_number
+from ..checks import Node
+from ..examples import Examples
+from .anchors import Teacher
+from .base import PLUGINS, Plugin, RunContext
+
+
+@dataclass
+class LwFConfig(Node):
+    alpha: float = 1.0  # weight of the distillation term
+    temperature: float = 2.0
+
+    def check(self) -> None:
+        self.number("alpha", 0.0)
+        self.number("temperature", 0.0, low_open=True)
 
 
 def distillation(new: torch.Tensor, old: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -32,7 +43,7 @@ def distillation(new: torch.Tensor, old: torch.Tensor, temperature: float) -> to
     return temperature**2 * F.kl_div(log_p_new, log_p_old, reduction="batchmean", log_target=True)
 
 
-def old_class_groups(ctx: TrainContext) -> list[list[int]]:
+def old_class_groups(ctx: RunContext) -> list[list[int]]:
     """The output groups to distil while training ctx.task (see the module docstring)."""
     bench = ctx.benchmark
     earlier = bench.tasks[: ctx.task]
@@ -43,48 +54,39 @@ def old_class_groups(ctx: TrainContext) -> list[list[int]]:
     return [sorted({c for t in earlier for c in t.classes})]
 
 
+@PLUGINS.register("lwf", LwFConfig)
 class LwFPlugin(Plugin):
-    name = "lwf"
     loss_names = ("lwf",)
 
-    def __init__(self, cfg: DictConfig):
+    def __init__(self, cfg):
         super().__init__(cfg)
-        self.old: dict[str, torch.Tensor] = {}  # the frozen model's parameters and buffers
+        self.teacher = Teacher()
         self._groups: list[torch.Tensor] = []
 
-    @staticmethod
-    def validate(cfg: DictConfig, num_tasks: int) -> None:
-        check_number("lwf.alpha", cfg.lwf.alpha, 0.0)
-        check_number("lwf.temperature", cfg.lwf.temperature, 0.0, low_open=True)
-
-    def before_task(self, ctx: TrainContext) -> None:
+    def before_task(self, ctx: RunContext) -> None:
         device = ctx.device
-        self._groups = [torch.tensor(g, device=device) for g in old_class_groups(ctx)] if self.old else []
-
-    def old_logits(self, model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            return functional_call(model, self.old, (x,))
+        self._groups = [torch.tensor(g, device=device) for g in old_class_groups(ctx)] if self.teacher else []
 
     def distill(self, model: torch.nn.Module, x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
-        old = self.old_logits(model, x)
+        old = self.teacher.logits(model, x)
         terms = [distillation(logits[:, g], old[:, g], self.cfg.temperature) for g in self._groups]
         return torch.stack(terms).mean()
 
-    def loss_terms(self, ctx: TrainContext, batch: TrainSet, logits: torch.Tensor) -> dict[str, torch.Tensor]:
-        if not self.old or not self._groups:
+    def loss_terms(self, ctx: RunContext, batch: Examples, logits: torch.Tensor) -> dict[str, torch.Tensor]:
+        if not self.teacher or not self._groups:
             return {}
         return {"lwf": self.cfg.alpha * self.distill(ctx.model, batch.x, logits)}
 
-    def after_task(self, ctx: TrainContext) -> None:
+    def after_task(self, ctx: RunContext) -> None:
         if ctx.final:
             return
-        self.old = {n: t.detach().clone() for n, t in ctx.model.state_dict().items()}
+        self.teacher.freeze(ctx.model)
 
     def summary(self) -> dict:
-        return {"lwf_teacher": bool(self.old)}
+        return {"lwf_teacher": bool(self.teacher)}
 
     def state_dict(self) -> dict:
-        return {"old": self.old}
+        return {"old": self.teacher.state}
 
     def load_state_dict(self, state: dict) -> None:
-        self.old = dict(state["old"])
+        self.teacher.state = dict(state["old"])

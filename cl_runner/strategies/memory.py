@@ -16,8 +16,9 @@ Two policies decide what a memory of `memory_size` examples keeps:
   over its quota keeps a random subset; no per-example Python loop.
 
 A class is (task, label) so that domain-IL's shared labels still count per task; for
-split MNIST under class- or task-IL it is simply the digit. Everything is stored as
-tensors (`state_dict` holds only tensors) so that checkpoints load with weights_only.
+split MNIST under class- or task-IL it is simply the digit (`Examples.class_keys`).
+Everything is stored as tensors (`state_dict` holds only tensors) so that checkpoints load
+with weights_only.
 """
 
 from __future__ import annotations
@@ -25,18 +26,12 @@ from __future__ import annotations
 import math
 
 import torch
-from omegaconf import DictConfig
 
+from ..checks import Choice, Node
 from ..errors import ConfigError
-from .base import TrainSet
+from ..examples import FIELDS, Examples
 
-POLICIES = ("reservoir", "class_balanced")
-_FIELDS = ("x", "y", "task", "digit")
-
-
-def class_keys(data: TrainSet, num_outputs: int) -> torch.Tensor:
-    """One integer per example naming its class: task * num_outputs + label."""
-    return data.task * num_outputs + data.y
+Policy = Choice("Policy", {"reservoir": "reservoir", "class_balanced": "class_balanced"})
 
 
 # --- reservoir ---------------------------------------------------------------
@@ -121,13 +116,13 @@ class Memory:
     (e.g. DER's logits), filled by one of the two policies."""
 
     def __init__(self, policy: str, memory_size: int | None, per_class: int | None = None, num_outputs: int | None = None):
-        if policy not in POLICIES:
+        if policy not in ("reservoir", "class_balanced"):
             raise ValueError(f"unknown memory policy {policy!r}")
         if policy == "reservoir" and memory_size is None:
             raise ValueError("a reservoir needs a memory_size")
         if policy == "class_balanced" and memory_size is None and per_class is None:
             raise ValueError("a class-balanced memory needs a memory_size or per_class")
-        self.policy, self.memory_size, self.per_class = policy, memory_size, per_class
+        self.policy, self.memory_size, self.per_class = str(policy), memory_size, per_class
         self.num_outputs = num_outputs  # set on first use when None
         self.store: dict[str, torch.Tensor] = {}
         self.size = 0
@@ -137,16 +132,16 @@ class Memory:
         return self.size
 
     @property
-    def data(self) -> TrainSet:
-        return TrainSet(*(self.store[f][: self.size] for f in _FIELDS))
+    def data(self) -> Examples:
+        return Examples(*(self.store[f][: self.size] for f in FIELDS))
 
     def extra(self, name: str) -> torch.Tensor:
         return self.store[name][: self.size]
 
-    def add(self, data: TrainSet, generator: torch.Generator, num_outputs: int, **extra: torch.Tensor) -> None:
+    def add(self, data: Examples, generator: torch.Generator, num_outputs: int, **extra: torch.Tensor) -> None:
         """Offer these examples (with their extra tensors) to the memory."""
         self.num_outputs = num_outputs
-        incoming = {**{f: getattr(data, f) for f in _FIELDS}, **extra}
+        incoming = {**{f: getattr(data, f) for f in FIELDS}, **extra}
         if self.policy == "reservoir":
             self._add_reservoir(incoming, len(data), generator)
         else:
@@ -165,12 +160,12 @@ class Memory:
 
     def _add_balanced(self, incoming: dict[str, torch.Tensor], count: int, generator: torch.Generator) -> None:
         pool = {k: torch.cat([self.store[k][: self.size], v]) if self.store else v for k, v in incoming.items()}
-        keys = pool["task"] * self.num_outputs + pool["y"]
+        keys = Examples(*(pool[f] for f in FIELDS)).class_keys(self.num_outputs)
         keep = class_balanced(keys, generator, self.memory_size, self.per_class)
         self.store = {k: v[keep] for k, v in pool.items()}
         self.size = len(keep)
 
-    def sample(self, count: int, generator: torch.Generator) -> tuple[TrainSet, torch.Tensor]:
+    def sample(self, count: int, generator: torch.Generator) -> tuple[Examples, torch.Tensor]:
         """A random batch of up to `count` distinct stored examples, and their indices."""
         index = torch.randperm(self.size, generator=generator, device=self.store["y"].device)[:count]
         return self.data.subset(index), index
@@ -178,8 +173,7 @@ class Memory:
     def per_class_counts(self) -> dict[int, int]:
         if not self.size:
             return {}
-        values, counts = torch.unique(self.store["digit"][: self.size], return_counts=True)
-        return {int(v): int(c) for v, c in zip(values.tolist(), counts.tolist())}
+        return label_counts(self.store["label"][: self.size])
 
     def state_dict(self) -> dict:
         return {"store": {k: v[: self.size] for k, v in self.store.items()},
@@ -187,7 +181,9 @@ class Memory:
 
     def load_state_dict(self, state: dict) -> None:
         self.size, self.seen = int(state["size"]), int(state["seen"])
-        store = state["store"]
+        store = dict(state["store"])
+        if "digit" in store:  # checkpoints written before the field was renamed
+            store["label"] = store.pop("digit")
         if self.policy == "reservoir" and store:  # keep the preallocated capacity
             self.store = {k: v.new_zeros((self.memory_size, *v.shape[1:])) for k, v in store.items()}
             for k, v in store.items():
@@ -196,37 +192,25 @@ class Memory:
             self.store = dict(store)
 
 
+def label_counts(labels: torch.Tensor) -> dict[int, int]:
+    """{source label: how many examples}, for summary.json."""
+    values, counts = torch.unique(labels, return_counts=True)
+    return {int(v): int(c) for v, c in zip(values.tolist(), counts.tolist())}
+
+
 # --- config checks -----------------------------------------------------------
 
 
-def check_positive_int(key: str, value, allow_none: bool = False, none_means: str = "") -> None:
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(key, value, "expected an integer >= 1" + (f", or null {none_means}" if allow_none else ""))
-
-
-def check_number(key: str, value, low: float = 0.0, low_open: bool = False, high: float | None = None,
-                 describe: str | None = None) -> None:
-    # NaN fails every comparison and would pass the range test below: require finite first.
-    bad = isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
-    if not bad:
-        bad = value <= low if low_open else value < low
-        bad = bad or (high is not None and value > high)
-    if bad:
-        bound = f"> {low:g}" if low_open else f">= {low:g}"
-        raise ConfigError(key, value, describe or f"expected a finite number {bound}" + (f" and <= {high:g}" if high is not None else ""))
-
-
-def validate_memory(node: DictConfig, prefix: str, policies: tuple[str, ...] = POLICIES) -> None:
-    """Check `<prefix>.policy`, `.memory_size` and `.per_class` of a memory-backed plugin."""
-    policy = node.get("policy", policies[0])
+def check_memory(node: Node, policies: tuple[str, ...] = ("reservoir", "class_balanced")) -> None:
+    """Check a memory-backed plugin's `policy`, `memory_size` and `per_class` (when it has one)."""
+    name, policy = node.node, str(node.policy)
     if policy not in policies:
-        raise ConfigError(f"{prefix}.policy", policy, f"allowed: {', '.join(policies)}")
-    check_positive_int(f"{prefix}.memory_size", node.get("memory_size"), allow_none=True, none_means="(no total bound)")
-    if "per_class" in node:
-        check_positive_int(f"{prefix}.per_class", node.get("per_class"), allow_none=True, none_means="(no per-class bound)")
-    if policy == "reservoir" and node.get("memory_size") is None:
-        raise ConfigError(f"{prefix}.memory_size", None, f"{prefix}.policy=reservoir needs a memory size (an integer >= 1)")
-    if policy == "class_balanced" and node.get("memory_size") is None and node.get("per_class") is None:
-        raise ConfigError(f"{prefix}.memory_size", None, f"{prefix}.policy=class_balanced needs {prefix}.memory_size or {prefix}.per_class")
+        raise ConfigError(f"{name}.policy", policy, f"allowed: {', '.join(policies)}")
+    node.positive_int("memory_size", allow_none=True, none_means="(no total bound)")
+    per_class = getattr(node, "per_class", None)
+    if hasattr(node, "per_class"):
+        node.positive_int("per_class", allow_none=True, none_means="(no per-class bound)")
+    if policy == "reservoir" and node.memory_size is None:
+        raise ConfigError(f"{name}.memory_size", None, f"{name}.policy=reservoir needs a memory size (an integer >= 1)")
+    if policy == "class_balanced" and node.memory_size is None and per_class is None:
+        raise ConfigError(f"{name}.memory_size", None, f"{name}.policy=class_balanced needs {name}.memory_size or {name}.per_class")

@@ -23,115 +23,112 @@ to a constant factor, to which Adam is insensitive).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Optional
+
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig
 
-from ..errors import ConfigError
-from .base import Plugin, TrainContext, TrainSet
-from .memory import Memory, check_number, check_positive_int, validate_memory
+from ..checks import Choice, Node
+from ..examples import Examples
+from ..seeds import Stream
+from .base import PLUGINS, Plugin, RunContext, task_examples
+from .memory import Memory, check_memory, label_counts
 
-_PURPOSE = 1  # generator stream for the replay choice
-_PURPOSE_BATCH = 18  # generator stream for replay.mix=batch's memory batches
-POLICIES = ("share", "reservoir", "class_balanced")
-MIXES = ("concat", "batch")
+ReplayPolicy = Choice("ReplayPolicy", {"share": "share", "reservoir": "reservoir", "class_balanced": "class_balanced"})
+Mix = Choice("Mix", {"concat": "concat", "batch": "batch"})
 
 
-def choose(data: TrainSet, generator: torch.Generator, share: float, balanced: bool, per_class: int | None) -> torch.Tensor:
+@dataclass
+class ReplayConfig(Node):
+    share: float = 0.1  # share of each earlier task's training data kept
+    balanced: bool = False  # the same share of every class
+    per_class: Optional[int] = None  # fixed memory: examples kept per class (overrides share)
+    policy: ReplayPolicy = ReplayPolicy.share  # share (the above) | reservoir | class_balanced (memory.py)
+    memory_size: Optional[int] = None  # reservoir / class_balanced: examples kept in all
+    mix: Mix = Mix.concat  # concat (memory joins the training set) | batch (a memory batch per step)
+    batch_size: int = 128  # mix=batch: memory examples per step
+
+    def check(self) -> None:
+        self.number("share", 0.0, low_open=True, high=1.0, describe="expected a share in (0, 1]")
+        self.positive_int("per_class", allow_none=True, none_means="to use replay.share")
+        if self.policy != "share":
+            check_memory(self, (str(self.policy),))
+        self.positive_int("batch_size")
+        if self.policy == "share" and self.memory_size is not None:
+            self.fail("memory_size", "only used by replay.policy=reservoir|class_balanced; leave it null under policy=share")
+
+
+def choose(data: Examples, generator: torch.Generator, share: float, balanced: bool, per_class: int | None) -> torch.Tensor:
     """Indices of the examples to keep."""
     if per_class is None and not balanced:
         count = max(1, round(share * len(data)))
         return torch.randperm(len(data), generator=generator, device=data.y.device)[:count]
     kept = []
-    for digit in torch.unique(data.digit).tolist():  # a handful of classes, not examples
-        members = torch.nonzero(data.digit == digit).squeeze(1)
+    for label in torch.unique(data.label).tolist():  # a handful of classes, not examples
+        members = torch.nonzero(data.label == label).squeeze(1)
         count = per_class if per_class is not None else max(1, round(share * len(members)))
         order = torch.randperm(len(members), generator=generator, device=members.device)
         kept.append(members[order[:count]])
     return torch.cat(kept)
 
 
+@PLUGINS.register("replay", ReplayConfig)
 class ReplayPlugin(Plugin):
-    name = "replay"
-
-    def __init__(self, cfg: DictConfig):
+    def __init__(self, cfg):
         super().__init__(cfg)
-        self.memory: list[TrainSet] = []  # one entry per finished task (policy share)
-        policy = cfg.get("policy", "share")
-        self.store = None if policy == "share" else Memory(policy, cfg.get("memory_size"), cfg.per_class)
-        self.mix = cfg.get("mix", "concat")
+        self.memory: list[Examples] = []  # one entry per finished task (policy share)
+        self.store = None if cfg.policy == "share" else Memory(cfg.policy, cfg.memory_size, cfg.per_class)
+        self.mix = str(cfg.mix)
         if self.mix == "batch":
             self.loss_names = ("replay",)
-        self._pool: TrainSet | None = None
+        self._pool: Examples | None = None
         self._sampler: torch.Generator | None = None
 
-    @staticmethod
-    def validate(cfg: DictConfig, num_tasks: int) -> None:
-        check_number("replay.share", cfg.replay.share, 0.0, low_open=True, high=1.0, describe="expected a share in (0, 1]")
-        check_positive_int("replay.per_class", cfg.replay.per_class, allow_none=True, none_means="to use replay.share")
-        policy = cfg.replay.get("policy", "share")
-        if policy not in POLICIES:
-            raise ConfigError("replay.policy", policy, f"allowed: {', '.join(POLICIES)}")
-        if policy != "share":
-            validate_memory(cfg.replay, "replay", (policy,))
-        mix = cfg.replay.get("mix", "concat")
-        if mix not in MIXES:
-            raise ConfigError("replay.mix", mix, f"allowed: {', '.join(MIXES)}")
-        check_positive_int("replay.batch_size", cfg.replay.get("batch_size", 128))
-        if policy == "share" and cfg.replay.get("memory_size") is not None:
-            raise ConfigError("replay.memory_size", cfg.replay.memory_size,
-                              "only used by replay.policy=reservoir|class_balanced; leave it null under policy=share")
-
-    def _kept(self) -> TrainSet | None:
+    def _kept(self) -> Examples | None:
         if self.store is not None:
             return self.store.data if len(self.store) else None
-        return TrainSet.concat(self.memory) if self.memory else None
+        return Examples.concat(self.memory) if self.memory else None
 
-    def before_task(self, ctx: TrainContext) -> None:
+    def before_task(self, ctx: RunContext) -> None:
         if self.mix == "batch":
             self._pool = self._kept()
-            self._sampler = ctx.generator(_PURPOSE_BATCH)
+            self._sampler = ctx.generator(Stream.REPLAY_BATCH)
 
-    def loss_terms(self, ctx: TrainContext, batch: TrainSet, logits: torch.Tensor) -> dict[str, torch.Tensor]:
+    def loss_terms(self, ctx: RunContext, batch: Examples, logits: torch.Tensor) -> dict[str, torch.Tensor]:
         if self.mix != "batch" or self._pool is None:
             return {}
         pick = torch.randperm(len(self._pool), generator=self._sampler, device=self._pool.y.device)[: self.cfg.batch_size]
         past = self._pool.subset(pick)
-        scores = ctx.benchmark.mask_logits(ctx.model(past.x), past.task)
+        scores = ctx.benchmark.mask_logits(ctx.forward(past.x), past.task)
         weight = max(ctx.task, 1)  # earlier tasks: each weighs as much as the current one
         return {"replay": weight * F.cross_entropy(scores, past.y)}
 
-    def train_set(self, ctx: TrainContext, data: TrainSet) -> TrainSet:
+    def train_set(self, ctx: RunContext, data: Examples) -> Examples:
         if self.mix == "batch":
             return data
-        if self.store is not None:
-            return TrainSet.concat([data, self.store.data]) if len(self.store) else data
-        return TrainSet.concat([data, *self.memory]) if self.memory else data
+        kept = self._kept()
+        return Examples.concat([data, kept]) if kept is not None else data
 
-    def after_task(self, ctx: TrainContext) -> None:
+    def after_task(self, ctx: RunContext) -> None:
         if ctx.final:  # no later task would replay it
             return
-        task = ctx.benchmark.tasks[ctx.task]
-        data = TrainSet.from_split(task.train, ctx.task)
+        data = task_examples(ctx)
         if self.store is not None:
-            self.store.add(data, ctx.generator(_PURPOSE), ctx.benchmark.num_outputs)
+            self.store.add(data, ctx.generator(Stream.REPLAY_CHOICE), ctx.benchmark.num_outputs)
             return
-        index = choose(data, ctx.generator(_PURPOSE), self.cfg.share, self.cfg.balanced, self.cfg.per_class)
+        index = choose(data, ctx.generator(Stream.REPLAY_CHOICE), self.cfg.share, self.cfg.balanced, self.cfg.per_class)
         self.memory.append(data.subset(index))
 
     def summary(self) -> dict:
+        kept = self._kept()
         if self.store is not None:
-            stored = self.store.data if len(self.store) else None
-            per_task = torch.bincount(stored.task).tolist() if stored is not None else []
-            return {"replay_examples": len(self.store), "replay_examples_per_task": per_task,
-                    "replay_examples_per_class": self.store.per_class_counts()}
-        digits = torch.cat([m.digit for m in self.memory]) if self.memory else torch.empty(0, dtype=torch.long)
-        values, counts = torch.unique(digits, return_counts=True)
-        return {
-            "replay_examples": int(sum(len(m) for m in self.memory)),
-            "replay_examples_per_task": [len(m) for m in self.memory],
-            "replay_examples_per_class": {int(v): int(c) for v, c in zip(values.tolist(), counts.tolist())},
-        }
+            per_task = torch.bincount(kept.task).tolist() if kept is not None else []
+        else:
+            per_task = [len(m) for m in self.memory]
+        labels = kept.label if kept is not None else torch.empty(0, dtype=torch.long)
+        return {"replay_examples": len(kept) if kept is not None else 0, "replay_examples_per_task": per_task,
+                "replay_examples_per_class": label_counts(labels)}
 
     def state_dict(self) -> dict:
         state = {"memory": [m.state_dict() for m in self.memory]}
@@ -140,6 +137,6 @@ class ReplayPlugin(Plugin):
         return state
 
     def load_state_dict(self, state: dict) -> None:
-        self.memory = [TrainSet(**m) for m in state["memory"]]
+        self.memory = [Examples.from_state(m) for m in state["memory"]]
         if self.store is not None and "store" in state:
             self.store.load_state_dict(state["store"])

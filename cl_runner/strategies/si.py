@@ -16,18 +16,30 @@ xi = 1e-3 and c = 1; the split-MNIST protocol preset uses that code's values ins
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
-from omegaconf import DictConfig
 
-from .base import Plugin, TrainContext
-from .memory import check_number
+from ..checks import Node
+from .anchors import quadratic_penalty, snapshot
+from .base import PLUGINS, Plugin, RunContext
 
 
+@dataclass
+class SIConfig(Node):
+    c: float = 1.0  # strength of the quadratic penalty
+    xi: float = 1e-3  # damping: omega = path integral / (total change^2 + xi)
+
+    def check(self) -> None:
+        self.number("c", 0.0)
+        self.number("xi", 0.0, low_open=True)
+
+
+@PLUGINS.register("si", SIConfig)
 class SIPlugin(Plugin):
-    name = "si"
     loss_names = ("si",)
 
-    def __init__(self, cfg: DictConfig):
+    def __init__(self, cfg):
         super().__init__(cfg)
         self.omega: dict[str, torch.Tensor] = {}  # importance, summed over finished tasks
         self.anchor: dict[str, torch.Tensor] = {}  # theta*: the weights after the last finished task
@@ -36,45 +48,36 @@ class SIPlugin(Plugin):
         self._grad: list[torch.Tensor] = []
         self._before: list[torch.Tensor] = []
 
-    @staticmethod
-    def validate(cfg: DictConfig, num_tasks: int) -> None:
-        check_number("si.c", cfg.si.c, 0.0)
-        check_number("si.xi", cfg.si.xi, 0.0, low_open=True)
-
-    def before_task(self, ctx: TrainContext) -> None:
-        params = dict(ctx.model.named_parameters())
-        self.start = {n: p.detach().clone() for n, p in params.items()}
-        self.path = {n: torch.zeros_like(p) for n, p in params.items()}
+    def before_task(self, ctx: RunContext) -> None:
+        self.start = snapshot(ctx.model)
+        self.path = {n: torch.zeros_like(p) for n, p in self.start.items()}
 
     def penalty(self, model: torch.nn.Module) -> torch.Tensor:
         """sum_i omega_i (theta_i - theta*_i)^2, without c."""
-        total = torch.zeros((), device=next(model.parameters()).device)
-        for n, p in model.named_parameters():
-            total = total + (self.omega[n] * (p - self.anchor[n]).square()).sum()
-        return total
+        return quadratic_penalty(model, [(self.omega, self.anchor)])
 
-    def loss_terms(self, ctx: TrainContext, batch, logits) -> dict[str, torch.Tensor]:
+    def loss_terms(self, ctx: RunContext, batch, logits) -> dict[str, torch.Tensor]:
         if not self.omega:
             return {}
         return {"si": self.cfg.c * self.penalty(ctx.model)}
 
-    def before_step(self, ctx: TrainContext, batch) -> None:
-        params = [p for _, p in ctx.model.named_parameters()]
+    def before_step(self, ctx: RunContext, batch) -> None:
+        params = list(ctx.model.parameters())
         self._grad = [p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p) for p in params]
         self._before = [p.detach().clone() for p in params]
 
-    def after_step(self, ctx: TrainContext, batch) -> None:
+    def after_step(self, ctx: RunContext, batch) -> None:
         for (n, p), g, old in zip(ctx.model.named_parameters(), self._grad, self._before):
             self.path[n].sub_(g * (p.detach() - old))
 
-    def after_task(self, ctx: TrainContext) -> None:
+    def after_task(self, ctx: RunContext) -> None:
         if ctx.final:  # nothing later to protect
             return
         for n, p in ctx.model.named_parameters():
             delta = p.detach() - self.start[n]
             added = self.path[n] / (delta.square() + self.cfg.xi)
             self.omega[n] = self.omega[n] + added if n in self.omega else added
-            self.anchor[n] = p.detach().clone()
+        self.anchor = snapshot(ctx.model)
 
     def summary(self) -> dict:
         return {"si_penalty_active": bool(self.omega)}

@@ -1,0 +1,43 @@
+"""The multilayer perceptron over flattened images: `depth` hidden layers of `width` units."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from torch import nn
+
+from ..checks import Choice
+from .base import MODELS, ModelConfig
+
+Activation = Choice("Activation", {"leaky_relu": "leaky_relu", "relu": "relu"})
+ACTIVATIONS = {"leaky_relu": nn.LeakyReLU, "relu": nn.ReLU}
+
+
+@dataclass
+class MLPConfig(ModelConfig):
+    name: str = "mlp"
+    width: int = 64  # hidden units per layer
+    depth: int = 1  # hidden layers; 0 is a linear classifier
+    activation: Activation = Activation.leaky_relu
+
+    def check(self) -> None:
+        self.positive_int("width", describe="expected a positive integer")
+        if isinstance(self.depth, bool) or not isinstance(self.depth, int) or self.depth < 0:
+            self.fail("depth", "expected an integer >= 0 (hidden layers)")
+
+
+def mlp(in_features: int, num_outputs: int, width: int, depth: int, activation: str) -> nn.Sequential:
+    """`depth` hidden layers of `width` units; depth 0 is a linear classifier."""
+    layers: list[nn.Module] = []
+    features = in_features
+    for _ in range(depth):
+        layers += [nn.Linear(features, width), ACTIVATIONS[str(activation)]()]
+        features = width
+    layers.append(nn.Linear(features, num_outputs))
+    return nn.Sequential(*layers)
+
+
+@MODELS.register("mlp", MLPConfig)
+def build_mlp(cfg, input_shape: tuple[int, ...], num_outputs: int) -> nn.Module:
+    return mlp(math.prod(input_shape), num_outputs, cfg.width, cfg.depth, cfg.activation)
