@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig
 
-from . import mnist
+from . import sources
 from .config import task_labels
 
 MASKED_LOGIT = -1e9  # finite, so that 0 * masked stays 0 in distillation terms
@@ -90,13 +90,13 @@ def _rotate(images: torch.Tensor, degrees: float) -> torch.Tensor:
 
 
 def _load_arrays(cfg: DictConfig, device: torch.device) -> dict[str, torch.Tensor]:
-    arrays = mnist.load(cfg.data.root, allow_download=cfg.data.download, verify=cfg.data.verify)
+    arrays = sources.load("mnist", cfg.data.root, download=cfg.data.download, verify=cfg.data.verify)
     return {
-        # Images flattened to [N, 784] floats in [0, 1] (what ToTensor gives the notebook).
-        "train_x": torch.from_numpy(arrays["train_x"].reshape(len(arrays["train_x"]), -1).copy()).to(device).float().div_(255),
-        "train_y": torch.from_numpy(arrays["train_y"].astype("int64")).to(device),
-        "test_x": torch.from_numpy(arrays["test_x"].reshape(len(arrays["test_x"]), -1).copy()).to(device).float().div_(255),
-        "test_y": torch.from_numpy(arrays["test_y"].astype("int64")).to(device),
+        # Images [N, 1, 28, 28] flattened to [N, 784] floats in [0, 1] (what ToTensor gives the notebook).
+        "train_x": torch.from_numpy(arrays.train_x.reshape(len(arrays.train_x), -1)).to(device).float().div_(255),
+        "train_y": torch.from_numpy(arrays.train_y).to(device),
+        "test_x": torch.from_numpy(arrays.test_x.reshape(len(arrays.test_x), -1)).to(device).float().div_(255),
+        "test_y": torch.from_numpy(arrays.test_y).to(device),
     }
 
 
