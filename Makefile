@@ -3,9 +3,13 @@ PYTHON ?= python3
 TORCH_VERSION ?= 2.13.0
 # Extra pip flags for the torch install, e.g. TORCH_PIP_FLAGS="--index-url https://download.pytorch.org/whl/cpu"
 TORCH_PIP_FLAGS ?=
-DATA_DIR ?= data/mnist
+# `make data` fills DATA_DIR with DATASET (python -m cl_runner.sources --list shows them all).
+DATASET ?= mnist
+DATA_DIR ?= data/$(DATASET)
 # A local copy of the four MNIST files; used instead of the internet when it exists.
 MNIST_MIRROR ?= ../shared/data/mnist
+# Where `make data` fetches from instead of the official URLs: a folder or a base URL.
+MIRROR ?= $(if $(filter mnist,$(DATASET)),$(MNIST_MIRROR))
 ARGS ?=
 export CL_RUNNER_DATA ?= $(abspath $(DATA_DIR))
 
@@ -17,7 +21,7 @@ EXPERIMENTS = naive replay10 replay1 scratch ewc ewc_replay
 help: ## List every target
 	@grep -E '^[a-zA-Z_%-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | awk -F'\t' '{printf "  make %-14s %s\n", $$1, $$2}'
 	@echo "  make exp-NAME       one notebook experiment: $(EXPERIMENTS)"
-	@echo "Variables: PYTHON DATA_DIR MNIST_MIRROR TORCH_VERSION TORCH_PIP_FLAGS ARGS (extra cl-run overrides); sweeps: LAUNCHER SEEDS REPLAY_SHARES EWC_ALPHAS SWEEP_REPLAY_DIR SWEEP_EWC_DIR; zoo: ZOO_SEEDS ZOO_DIR"
+	@echo "Variables: PYTHON DATASET DATA_DIR MIRROR MNIST_MIRROR TORCH_VERSION TORCH_PIP_FLAGS ARGS (extra cl-run overrides); sweeps: LAUNCHER SEEDS REPLAY_SHARES EWC_ALPHAS SWEEP_REPLAY_DIR SWEEP_EWC_DIR; zoo: ZOO_SEEDS ZOO_DIR"
 
 install: ## Install cl-runner (editable) with test tools; keeps an installed torch, never pulls CUDA wheels for it
 	@if $(PYTHON) -c "import torch" 2>/dev/null; then \
@@ -27,12 +31,8 @@ install: ## Install cl-runner (editable) with test tools; keeps an installed tor
 	fi
 	$(PYTHON) -m pip install -e ".[dev]"
 
-data: ## Put MNIST in DATA_DIR (copied from MNIST_MIRROR if it exists, else downloaded) and verify it
-	@mkdir -p $(DATA_DIR)
-	@if [ -d "$(MNIST_MIRROR)" ]; then \
-		for f in $(MNIST_MIRROR)/*-ubyte*; do [ -e "$(DATA_DIR)/$$(basename $$f)" ] || cp "$$f" $(DATA_DIR)/; done; \
-	fi
-	@$(PYTHON) -m cl_runner.mnist $(DATA_DIR)
+data: ## Put DATASET (default mnist) in DATA_DIR, fetched from MIRROR (a folder or URL) when it is one, else the internet, and verify it
+	@$(PYTHON) -m cl_runner.sources $(DATASET) $(DATA_DIR) $(if $(or $(findstring ://,$(MIRROR)),$(wildcard $(MIRROR))),--mirror $(MIRROR))
 
 test: data ## Run the whole test suite (unit tests and short runs on real MNIST)
 	$(PYTHON) -m pytest

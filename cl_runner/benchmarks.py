@@ -26,7 +26,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from . import mnist
+from . import sources
 from .checks import Choice, Node, check_positive_int, is_int
 from .errors import ConfigError
 from .examples import Examples
@@ -158,13 +158,13 @@ def _rotate(images: torch.Tensor, degrees: float) -> torch.Tensor:
 
 
 def _load_arrays(root: str, download: bool, verify: bool, device: torch.device) -> dict[str, torch.Tensor]:
-    arrays = mnist.load(root, allow_download=download, verify=verify)
+    arrays = sources.load("mnist", root, download=download, verify=verify)
     return {
-        # Images flattened to [N, 784] floats in [0, 1] (what ToTensor gives the notebook).
-        "train_x": torch.from_numpy(arrays["train_x"].reshape(len(arrays["train_x"]), -1).copy()).to(device).float().div_(255),
-        "train_y": torch.from_numpy(arrays["train_y"].astype("int64")).to(device),
-        "test_x": torch.from_numpy(arrays["test_x"].reshape(len(arrays["test_x"]), -1).copy()).to(device).float().div_(255),
-        "test_y": torch.from_numpy(arrays["test_y"].astype("int64")).to(device),
+        # Images [N, 1, 28, 28] flattened to [N, 784] floats in [0, 1] (what ToTensor gives the notebook).
+        "train_x": torch.from_numpy(arrays.train_x.reshape(len(arrays.train_x), -1)).to(device).float().div_(255),
+        "train_y": torch.from_numpy(arrays.train_y).to(device),
+        "test_x": torch.from_numpy(arrays.test_x.reshape(len(arrays.test_x), -1)).to(device).float().div_(255),
+        "test_y": torch.from_numpy(arrays.test_y).to(device),
     }
 
 

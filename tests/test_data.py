@@ -1,4 +1,6 @@
-"""MNIST reading and the task splits, on tiny generated IDX files (and the real checksums)."""
+"""The task splits built from MNIST (tiny generated IDX files), and the real MNIST files' checksums.
+
+Every format and data fault: test_sources.py, test_data_faults.py and test_download.py."""
 
 from __future__ import annotations
 
@@ -6,13 +8,12 @@ import gzip
 import shutil
 
 import numpy as np
-import pytest
 import torch
 
-from cl_runner import benchmarks, mnist
-from cl_runner.errors import DataError
+from cl_runner import benchmarks, sources
 
-from .conftest import compose_cfg, write_idx
+from .conftest import compose_cfg
+from .standins import IDX_STEMS
 
 
 def _bench(root, *overrides):
@@ -20,33 +21,12 @@ def _bench(root, *overrides):
     return benchmarks.build(cfg, torch.device("cpu"))
 
 
-def test_idx_round_trip_gz_and_raw(tmp_path):
-    images = np.arange(2 * 28 * 28, dtype=np.uint8).reshape(2, 28, 28)
-    write_idx(tmp_path / "a.gz", images)
-    data = gzip.open(tmp_path / "a.gz").read()
-    (tmp_path / "b").write_bytes(data)
-    for path in (tmp_path / "a.gz", tmp_path / "b"):
-        assert np.array_equal(mnist._parse_idx(mnist._read_bytes(path), path), images)
-
-
-def test_tiny_data_fails_the_real_checksums(tiny_mnist):
-    with pytest.raises(DataError, match="checksum"):
-        mnist.load(tiny_mnist, allow_download=False, verify=True)
-
-
-def test_missing_folder_names_folder_and_files(tmp_path):
-    with pytest.raises(DataError) as err:
-        mnist.load(tmp_path / "nowhere", allow_download=False)
-    message = str(err.value)
-    assert str(tmp_path / "nowhere") in message
-    assert all(name in message for name in mnist.FILES)
-
-
 def test_raw_files_are_accepted_too(tiny_mnist, tmp_path):
-    for name in mnist.FILES:
-        with gzip.open(tiny_mnist / f"{name}.gz") as src, open(tmp_path / name, "wb") as dst:
+    for stem in IDX_STEMS:
+        with gzip.open(tiny_mnist / f"{stem}.gz") as src, open(tmp_path / stem, "wb") as dst:
             shutil.copyfileobj(src, dst)
-    assert len(mnist.load(tmp_path, allow_download=False, verify=False)["train_y"]) == 600
+    arrays = sources.load("mnist", tmp_path, download=False, verify=False)
+    assert arrays.train_x.shape == (600, 1, 28, 28) and len(arrays.test_y) == 200
 
 
 def test_split_is_disjoint_filtered_and_90_10(tiny_mnist):
@@ -77,6 +57,9 @@ def test_custom_task_split(tiny_mnist):
     assert [sorted(set(t.test.y.tolist())) for t in bench.tasks] == [[1, 3], [7], [0, 9]]
 
 
-def test_real_mnist_checksums(mnist_root):
-    arrays = mnist.load(mnist_root, allow_download=False)
-    assert arrays["train_x"].shape == (60000, 28, 28) and arrays["test_y"].shape == (10000,)
+def test_real_mnist_checksums_and_class_counts(mnist_root):
+    arrays = sources.load("mnist", mnist_root, download=False, verify=True)
+    assert arrays.train_x.shape == (60000, 1, 28, 28) and arrays.test_y.shape == (10000,)
+    # The counts ../shared/README.md lists.
+    assert np.bincount(arrays.train_y).tolist() == [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+    assert np.bincount(arrays.test_y).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
