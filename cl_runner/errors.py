@@ -7,6 +7,8 @@ run after it started (divergence, interruption) is reported in `summary.json`.
 
 from __future__ import annotations
 
+from enum import Enum
+
 EXIT_CONFIG = 2
 EXIT_DATA = 3
 EXIT_FAILED = 4  # the run started and failed (e.g. diverged)
@@ -26,7 +28,8 @@ class ConfigError(UserError):
 
     def __init__(self, key: str, value: object, allowed: str):
         self.key, self.value, self.allowed = key, value, allowed
-        super().__init__(f"invalid config: {key}={value!r}: {allowed}")
+        shown = value.value if isinstance(value, Enum) else value  # a closed choice: its name
+        super().__init__(f"invalid config: {key}={shown!r}: {allowed}")
 
 
 class DataError(UserError):

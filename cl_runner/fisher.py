@@ -36,7 +36,9 @@ def sample_labels(model: nn.Module, x: torch.Tensor, logit_bias: torch.Tensor, g
 
 def _closed_form(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, logit_bias: torch.Tensor, weights: torch.Tensor, chunk: int
-) -> dict[str, torch.Tensor]:
+) -> dict[str, torch.Tensor] | None:
+    """The closed form for models whose only parameters are Linear layers fed [N, features]
+    (None when a Linear sees another shape)."""
     linears = {name: m for name, m in model.named_modules() if isinstance(m, nn.Linear)}
     sums = {name: torch.zeros_like(p) for name, p in model.named_parameters()}
     inputs: dict[str, torch.Tensor] = {}
@@ -54,6 +56,8 @@ def _closed_form(
             wb = weights[start : start + chunk, None]
             # Sum, not mean: each row of d(loss)/d(output) is then that example's own gradient.
             loss = F.cross_entropy(model(xb) + bb, yb, reduction="sum")
+            if any(inputs[n].dim() != 2 for n in linears):  # e.g. a Linear over a sequence: not this formula
+                return None
             names = list(linears)
             grads = torch.autograd.grad(loss, [outputs[n] for n in names])
             for name, g in zip(names, grads):
@@ -107,9 +111,10 @@ def fisher_diagonal(
     was_training = model.training
     model.eval()
     param_modules = {m for m in model.modules() if any(True for _ in m.parameters(recurse=False))}
-    if all(isinstance(m, nn.Linear) for m in param_modules) and x.dim() == 2:
+    sums = None
+    if all(isinstance(m, nn.Linear) for m in param_modules):
         sums = _closed_form(model, x, y, logit_bias, weights, chunk)
-    else:
+    if sums is None:
         sums = _vmapped(model, x, y, logit_bias, weights, min(chunk, 256))
     model.train(was_training)
     return {n: s / len(x) for n, s in sums.items()}

@@ -55,7 +55,8 @@ def run(cfg, output_dir: str | Path) -> dict:
 
     bench = benchmarks.build(cfg, device)
     torch.manual_seed(cfg.seed)  # the initial weights do not depend on how the data was drawn
-    model = models.build(cfg.model, (bench.in_features,), bench.num_outputs, device)
+    net = models.build(cfg.model, bench.input_shape, bench.num_outputs, device)
+    model = benchmarks.Prepared(bench.prepare, net)  # the data's own input preparation in front
     ctx = RunContext(cfg, bench, model, None, device, forward=torch.compile(model) if cfg.train.compile else None,
                      plugins=build_plugins(cfg), out=out)
     OmegaConf.save(cfg, out / checkpoint.CONFIG, resolve=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .benchmarks import augment
 from .context import RunContext
 from .examples import Examples
 
@@ -19,7 +20,9 @@ def train_epoch(ctx: RunContext, data: Examples, batch_size: int, generator: tor
     """Train one pass over `data` in random order (or until `max_steps` steps in the task).
 
     Returns the sum over examples of each loss term (device tensor, order `ctx.term_names`)
-    and the number of examples seen.
+    and the number of examples seen. Where the benchmark asks for it, each batch is augmented
+    (random crop and flip, drawn from `generator` after the epoch's order) before anything
+    sees it, plugins included.
     """
     bench, plugins, names = ctx.benchmark, ctx.plugins, ctx.term_names
     order = torch.randperm(len(data), generator=generator, device=data.y.device)
@@ -30,6 +33,8 @@ def train_epoch(ctx: RunContext, data: Examples, batch_size: int, generator: tor
         if max_steps is not None and ctx.step >= max_steps:
             break
         batch = data.subset(order[start : start + batch_size])
+        if bench.augment:
+            batch.x = augment(batch.x, generator)
         logits = ctx.forward(batch.x)
         terms = {"ce": F.cross_entropy(bench.mask_logits(logits, batch.task), batch.y)}
         for plugin in plugins:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from omegaconf import OmegaConf
 
-from cl_runner import config
+from cl_runner import benchmarks, config
 from cl_runner.config import CONF_DIR
 from cl_runner.errors import ConfigError
 
@@ -39,7 +39,7 @@ def test_every_experiment_preset_composes_and_validates(experiment):
 def test_defaults_are_the_notebooks_first_experiment():
     cfg = compose_cfg()
     assert cfg.dataset.name == "split_mnist"
-    assert [list(t) for t in cfg.dataset.tasks] == [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9]]
+    assert benchmarks.task_labels(cfg.dataset, 10) == [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9]]
     assert cfg.dataset.val_share == 0.1
     assert (cfg.model.width, cfg.model.depth, cfg.model.activation) == (64, 1, "leaky_relu")
     assert (cfg.train.lr, cfg.train.batch_size, cfg.train.epochs, cfg.train.eval_every) == (1e-3, 1024, 50, 1)

@@ -39,10 +39,13 @@ def test_split_is_disjoint_filtered_and_90_10(tiny_mnist):
     for task, digits in zip(bench.tasks, ([0, 1, 2, 3, 4], [5, 6, 7, 8, 9])):
         for split in (task.train, task.val, task.test):
             assert set(split.y.tolist()) <= set(digits)
-            assert split.x.shape[1] == 784 and 0 <= split.x.min() and split.x.max() <= 1
+            # Stored as bytes; what the model sees is in [0, 1].
+            assert split.x.dtype == torch.uint8 and split.x.shape[1:] == (1, 28, 28)
+            seen = bench.prepare(split.x)
+            assert seen.dtype == torch.float32 and 0 <= seen.min() and seen.max() <= 1
     # No validation image is also a training image (rows compared exactly).
-    train = torch.cat([t.train.x for t in bench.tasks])
-    val = torch.cat([t.val.x for t in bench.tasks])
+    train = torch.cat([t.train.x for t in bench.tasks]).flatten(1).float()
+    val = torch.cat([t.val.x for t in bench.tasks]).flatten(1).float()
     assert not (torch.cdist(val, train) == 0).any()
 
 

@@ -49,7 +49,7 @@ def tiny_benchmark(scenario: str = "class", tasks=((0, 1), (2, 3), (4, 5)), n_pe
     masks = torch.zeros(len(out), num_outputs, dtype=torch.bool)
     for task in out:
         masks[task.index, task.classes] = True
-    return Benchmark(out, scenario, num_outputs, masks, in_features=D)
+    return Benchmark(out, scenario, num_outputs, masks, input_shape=(D,))
 
 
 def node(schema, **overrides):

@@ -27,7 +27,14 @@ class MLPConfig(ModelConfig):
             self.fail("depth", "expected an integer >= 0 (hidden layers)")
 
 
-def mlp(in_features: int, num_outputs: int, width: int, depth: int, activation: str) -> nn.Sequential:
+class MLP(nn.Sequential):
+    """Linear layers and activations over the input flattened to one vector per example."""
+
+    def forward(self, x):
+        return super().forward(x.flatten(1))
+
+
+def mlp(in_features: int, num_outputs: int, width: int, depth: int, activation: str) -> MLP:
     """`depth` hidden layers of `width` units; depth 0 is a linear classifier."""
     layers: list[nn.Module] = []
     features = in_features
@@ -35,7 +42,7 @@ def mlp(in_features: int, num_outputs: int, width: int, depth: int, activation: 
         layers += [nn.Linear(features, width), ACTIVATIONS[str(activation)]()]
         features = width
     layers.append(nn.Linear(features, num_outputs))
-    return nn.Sequential(*layers)
+    return MLP(*layers)
 
 
 @MODELS.register("mlp", MLPConfig)
