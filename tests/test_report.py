@@ -76,7 +76,7 @@ def test_report_numbers_match_the_runs_own_csvs(sweep, tmp_path):
     result = cl_report(sweep)
     assert result.returncode == 0, result.stderr
     assert "6 runs (4 completed, 2 failed or incomplete) in 3 settings" in result.stdout
-    for name in ("report.csv", "report.md", "runs.csv", "final_acc_vs_ewc.alpha.png", "val_curves.png"):
+    for name in ("report.csv", "report.md", "report.html", "runs.csv", "final_acc_vs_ewc.alpha.png", "val_curves.png"):
         assert (sweep / name).is_file() and (sweep / name).stat().st_size > 0, name
 
     runs = [expected_from_files(sweep / str(job)) for job in range(6)]

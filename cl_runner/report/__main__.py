@@ -1,0 +1,5 @@
+"""`python -m cl_runner.report PATH ...`, the same as the `cl-report` command."""
+
+from .cli import main
+
+main()
