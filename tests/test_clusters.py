@@ -53,12 +53,15 @@ def started(cluster):
     """The test cluster, started; a missing install or a failed start fails the test, saying why."""
     try:
         cluster.start()
-    except RuntimeError as err:
+    except RuntimeError as err:  # not installed, not root, or a daemon did not come up
         problem = str(err)
+    except BaseException:
+        cluster.stop()
+        raise
     else:
         return cluster
     cluster.stop()
-    pytest.fail(problem, pytrace=False)
+    pytest.fail(problem, pytrace=False)  # outside the except: the message alone, no chained traceback
 
 
 @pytest.fixture(scope="module")
