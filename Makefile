@@ -16,11 +16,11 @@ export CL_RUNNER_DATA ?= $(abspath $(DATA_DIR))
 CL_RUN = $(PYTHON) -m cl_runner.cli
 EXPERIMENTS = naive replay10 replay1 scratch ewc ewc_replay
 
-.PHONY: help install data test test-fast run notebook $(addprefix exp-,$(EXPERIMENTS)) bench sweep-replay sweep-ewc zoo wheel clean
+.PHONY: help install install-clusters data test test-fast run notebook $(addprefix exp-,$(EXPERIMENTS)) bench sweep-replay sweep-ewc zoo wheel clean
 
 help: ## List every target
-	@grep -E '^[a-zA-Z_%-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | awk -F'\t' '{printf "  make %-14s %s\n", $$1, $$2}'
-	@echo "  make exp-NAME       one notebook experiment: $(EXPERIMENTS)"
+	@grep -E '^[a-zA-Z_%-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | awk -F'\t' '{printf "  make %-16s %s\n", $$1, $$2}'
+	@echo "  make exp-NAME         one notebook experiment: $(EXPERIMENTS)"
 	@echo "Variables: PYTHON DATASET DATA_DIR MIRROR MNIST_MIRROR TORCH_VERSION TORCH_PIP_FLAGS ARGS (extra cl-run overrides); sweeps: LAUNCHER SEEDS REPLAY_SHARES EWC_ALPHAS SWEEP_REPLAY_DIR SWEEP_EWC_DIR; zoo: ZOO_SEEDS ZOO_DIR"
 
 install: ## Install cl-runner (editable) with test tools; keeps an installed torch, never pulls CUDA wheels for it
@@ -31,13 +31,17 @@ install: ## Install cl-runner (editable) with test tools; keeps an installed tor
 	fi
 	$(PYTHON) -m pip install -e ".[dev]"
 
+install-clusters: ## For the real-cluster tests: Slurm + munge (apt-get, as root) and the Ray extra (pip)
+	bash tests/cluster/install-slurm.sh
+	$(PYTHON) -m pip install -e ".[dev,ray]"
+
 data: ## Put DATASET (default mnist) in DATA_DIR, fetched from MIRROR (a folder or URL) when it is one, else the internet, and verify it
 	@$(PYTHON) -m cl_runner.sources $(DATASET) $(DATA_DIR) $(if $(or $(findstring ://,$(MIRROR)),$(wildcard $(MIRROR))),--mirror $(MIRROR))
 
-test: data ## Run the whole test suite (unit tests and short runs on real MNIST)
+test: data ## Run the whole test suite (unit tests, short runs on real MNIST, sweeps on real clusters)
 	$(PYTHON) -m pytest
 
-test-fast: data ## Skip the tests marked slow (end-to-end runs on real MNIST, packaging)
+test-fast: data ## Skip the tests marked slow (end-to-end runs on real MNIST, packaging, real clusters)
 	$(PYTHON) -m pytest -m "not slow"
 
 run: data ## The main job: the notebook's first experiment (naive, 50 epochs per task); ARGS=... adds overrides
