@@ -21,7 +21,7 @@ import torch
 from omegaconf import OmegaConf
 from tqdm import tqdm
 
-from . import benchmarks, checkpoint, metrics, models, plots, schedule
+from . import benchmarks, checkpoint, metrics, models, plots, run_info, schedule
 from .config import load_saved, validate
 from .context import RunContext
 from .device import resolve_device, setup_torch
@@ -202,7 +202,6 @@ def _finish(ctx: RunContext, summary: dict, task_seconds: list[float], final: bo
     out = ctx.out
     ctx.logs.close()
     table = pd.read_csv(out / "metrics.csv")
-    names = [t.name for t in ctx.benchmark.tasks]
     summary["task_seconds"] = task_seconds
     summary.update(_peak_memory(ctx.device))
     for plugin in ctx.plugins:
@@ -218,9 +217,9 @@ def _finish(ctx: RunContext, summary: dict, task_seconds: list[float], final: bo
         pd.DataFrame(matrix, columns=[f"task_{j}" for j in range(matrix.shape[1])]).rename_axis("after_task").to_csv(
             out / "accuracy_matrix.csv"
         )
-        plots.plot_accuracy_matrix(matrix, names, out / "accuracy_matrix.png")
+        plots.plot_accuracy_matrix(matrix, run_info.describe(ctx.cfg, summary, ctx.benchmark), out / "accuracy_matrix.png")
     train_table = pd.read_csv(out / "train_log.csv")
     if len(train_table):
-        plots.plot_curves(table, train_table, names, out / "curves.png")
+        plots.plot_curves(table, train_table, run_info.describe(ctx.cfg, summary, ctx.benchmark), out / "curves.png")
     write_json(out / "summary.json", summary)
     return summary
