@@ -104,6 +104,7 @@ def schema() -> type:
         ("device", Device, Device.auto),  # auto (CUDA when available) | cpu | cuda
         ("deterministic", bool, False),
         ("resume", Optional[str], None),  # a run folder to continue
+        ("overwrite", bool, False),  # replace the results already in the output folder
     ])
 
 
