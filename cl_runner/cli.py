@@ -83,15 +83,20 @@ def hydra_main(cfg) -> float:
 
     from .run import Diverged, run
 
+    logging.raiseExceptions = False  # here too: a sweep's job may run in a process of its own
     hydra_cfg = HydraConfig.get()
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     output_dir = Path(hydra_cfg.runtime.output_dir)
     results_dir = rundir.absolute(cfg.resume) if cfg.resume else output_dir
     own = None
-    try:
-        if rundir.held(results_dir) is None:  # a sweep's job (maybe in another process), or a folder only Hydra could name
+    if rundir.held(results_dir) is None:  # a sweep's job (maybe in another process), or a folder only Hydra could name
+        try:
             own = rundir.claim(rundir.Target("hydra.sweep.dir" if multirun else "hydra.run.dir", str(output_dir),
                                              overwrite=bool(cfg.overwrite)), hydra_made=True)
+        except UserError as err:  # the folder is another run's: say so, and write nothing into it
+            code = _say(f"cl-run: error: {err}", err.exit_code)
+            return math.nan if multirun else sys.exit(code)
+    try:
         summary = run(cfg, output_dir, overrides=list(hydra_cfg.overrides.task))
     except UserError as err:
         return _failed(err, results_dir, multirun)

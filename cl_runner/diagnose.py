@@ -19,8 +19,8 @@ DOMINANT = 10.0  # an extra term this many times the cross-entropy leaves the ta
 
 # What weighs each extra loss term, and how to make it lighter.
 FIXES = {
-    "ewc": "lower ewc.alpha (on the default 64-unit MLP, e.g. ewc.alpha={ewc_alpha}) or give the model more "
-           "room (model=mlp256, as experiment=ewc does)",
+    "ewc": "lower ewc.alpha (on the default 64-unit MLP, e.g. ewc.alpha={ewc_alpha}), give the model more "
+           "room (model=mlp256, as experiment=ewc does) or train longer",
     "si": "lower si.c",
     "lwf": "lower lwf.alpha",
     "der": "lower der.alpha",
@@ -51,7 +51,12 @@ def warnings(matrix: np.ndarray, train_log: pd.DataFrame, names: list[str], chan
             found.append(
                 f"warning: task {task} ({names[task]}) was not learnt: {own:.3f} test accuracy right after its own "
                 f"training (chance {chance:.3f}), while the {term} term outweighed the cross-entropy "
-                f"{ratio.max():,.0f} times ({worst[term]:,.4g} vs {worst['ce']:.4g} in epoch {int(worst['epoch'])}): "
+                f"{ratio.max():,.0f} times ({_amount(worst[term])} vs {_amount(worst['ce'])} in epoch {int(worst['epoch'])}): "
                 f"the penalty held the weights in place; {fix}"
             )
     return found
+
+
+def _amount(value: float) -> str:
+    """18,100 or 12.4: three figures, thousands separated, no exponent."""
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"

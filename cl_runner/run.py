@@ -22,11 +22,11 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from omegaconf import OmegaConf, open_dict
+from omegaconf import OmegaConf
 from tqdm import tqdm
 
 from . import benchmarks, checkpoint, diagnose, interrupts, metrics, models, plots, resume, schedule
-from .config import validate
+from .config import save_config, validate
 from .context import RunContext
 from .device import resolve_device, setup_torch
 from .errors import WriteError
@@ -62,22 +62,12 @@ def run(cfg, output_dir: str | Path, overrides: list[str] = ()) -> dict:
     ctx = RunContext(cfg, bench, model, None, device, forward=torch.compile(model) if cfg.train.compile else None,
                      plugins=build_plugins(cfg), out=out)
     state = checkpoint.load(out, device) if applied is not None else None
-    _save_config(cfg, out)
+    save_config(cfg, out / checkpoint.CONFIG)
     if state is not None:
         notice.info("resuming %s after task %d%s", out, state["completed_stage"],
                     f"; applied {' '.join(applied)}" if applied else "")
     log.info("run folder %s; device %s; %s", out, device, _settings(cfg))
     return _train_all(ctx, state)
-
-
-def _save_config(cfg, out: Path) -> None:
-    """config.yaml: the resolved config, as a new run of the same experiment would be given it
-    (`resume` and `overwrite` are about the folder, not the experiment)."""
-    saved = cfg.copy()
-    with open_dict(saved):
-        saved.resume, saved.overwrite = None, False
-    with replaced(out / checkpoint.CONFIG) as tmp:
-        OmegaConf.save(saved, tmp, resolve=True)
 
 
 def _settings(cfg) -> str:
