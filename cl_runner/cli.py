@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import re
 import sys
 from pathlib import Path
@@ -36,6 +37,8 @@ def main() -> None:
         code = _launch(sys.argv[1:])
     except UserError as err:
         code = _say(f"cl-run: error: {err}", err.exit_code)
+    except OSError as err:  # Hydra's own files (.hydra/, the log) in the claimed folder
+        code = _say(f"cl-run: error: {WriteError(err.filename or rundir.any_held() or '.', err)}", WriteError.exit_code)
     except KeyboardInterrupt as err:
         code = _say(f"cl-run: interrupted ({interrupts.describe(err)}) before training started; nothing was kept",
                     EXIT_INTERRUPTED)
@@ -59,6 +62,9 @@ def _launch(argv: list[str]) -> int:
     if target is not None:
         claim = rundir.claim(target)
         sys.argv[1:] = _with_folder(argv, target, claim.folder)
+    # Hydra prints a failure of its own (writing .hydra/ to a full disk) as a traceback unless
+    # told to raise it; main() then reports it in one line.
+    os.environ["HYDRA_FULL_ERROR"] = "1"
     hydra.main(version_base="1.3", config_path=str(config.CONF_DIR), config_name="config")(hydra_main)()
     return 0
 

@@ -25,7 +25,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import ConfigError
+from .errors import ConfigError, WriteError
 
 LOCK = ".cl-run.lock"
 HYDRA_FILES = (".hydra", "cl-run.log")  # written by Hydra before the run starts
@@ -67,6 +67,11 @@ def held(folder: str | os.PathLike) -> Claim | None:
     return _HELD.get(absolute(folder))
 
 
+def any_held() -> Path | None:
+    """A folder this process holds (the command's own, for messages), or None."""
+    return next(iter(_HELD), None)
+
+
 def results_in(folder: Path, sweep: bool = False) -> list[str]:
     """The names of the results in `folder`: a run's files, or for a sweep folder every job
     folder holding them."""
@@ -92,7 +97,7 @@ def claim(target: Target, hydra_made: bool = False) -> Claim:
                                                      "wait for it to finish or choose another folder") from None
     except OSError as err:
         _remove_created(created)
-        raise ConfigError(target.key, target.folder, f"cannot write in the output folder {_why(folder, err)}") from None
+        raise WriteError(folder / LOCK, err) from None
     held_claim = Claim(folder, target, fd, created)
     _HELD[folder] = held_claim
     try:
@@ -160,8 +165,13 @@ def _lock(folder: Path) -> int:
         except FileNotFoundError:
             pass
         os.close(fd)
-    os.ftruncate(fd, 0)
-    os.write(fd, f"{os.getpid()}\n".encode())
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+    except OSError:  # e.g. a full disk: let go of the file as well as the lock
+        os.unlink(path)
+        os.close(fd)
+        raise
     return fd
 
 

@@ -205,6 +205,26 @@ def test_disk_full_mid_run_fails_cleanly_and_resumes(small_fs, mnist_root, refer
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("free_pages", [0, 3])
+def test_disk_full_before_the_run_starts(free_pages, small_fs, tiny_mnist):
+    """No room for the lock file (0 pages), or for Hydra's own .hydra/ files (3 pages)."""
+    fs, real = small_fs
+    out = fs / "new" / "run"
+    if real:
+        filler = _fill(fs)
+        os.truncate(filler, filler.stat().st_size - free_pages * 4096)
+    else:
+        (fs / "disk-full").write_text("")
+    proc = start([*TINY, f"data.root={tiny_mnist}", f"hydra.run.dir={out}"], fault=None if real else (fs / "disk-full", fs))
+    result = finish(proc)
+    assert result.returncode == EXIT_WRITE, result.stderr
+    line = one_line(result.stderr)
+    assert line.startswith(f"cl-run: error: results could not be written: {out}"), line
+    assert "No space left on device" in line, line
+    assert not (fs / "new").exists()
+
+
+@pytest.mark.slow
 def test_folder_made_read_only_mid_run_fails_cleanly_and_resumes(tmp_path, mnist_root, reference, record_property):
     out, trigger = tmp_path / "run", tmp_path / "read-only"
     probe = tmp_path / "probe"
