@@ -1,19 +1,21 @@
 """Checkpoints after each finished task: model, optimiser, strategy state and progress.
 
-Saved atomically (write to a temporary file, then rename) so a crash mid-save leaves the
-previous checkpoint intact; loaded with `weights_only=True`, so a checkpoint can only
+Saved atomically (write to a temporary file, then rename; `records.replaced`) so a crash
+or a full disk mid-save leaves the previous checkpoint intact and no temporary file; loaded with `weights_only=True`, so a checkpoint can only
 hold tensors and plain containers, never code. `resumable(folder)` is the one check that a
 folder can be resumed (the command line's precheck and the run both use it).
 """
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
 import torch
 
 from .errors import ConfigError
+from .records import replaced
 
 FILENAME = "checkpoint.pt"
 CONFIG = "config.yaml"
@@ -21,19 +23,25 @@ CONFIG = "config.yaml"
 
 def resumable(folder: str | os.PathLike) -> Path:
     """The folder of `resume=folder`, checked to hold a run that finished at least one task."""
-    path = Path(folder).expanduser()
+    path = Path(os.path.abspath(Path(folder).expanduser()))
     for name, why in ((CONFIG, "expected a cl-run output folder"),
                       (FILENAME, "the run finished no task, so there is nothing to resume; start it again")):
-        if not (path / name).is_file():
+        try:
+            found = (path / name).is_file()
+        except OSError as err:  # e.g. a folder it may not read
+            raise ConfigError("resume", str(folder), f"cannot read {path / name}: {err.strerror}") from None
+        if not found:
             raise ConfigError("resume", str(folder), f"no {name} in {path}: {why}")
     return path
 
 
 def save(folder: Path, state: dict) -> None:
-    path = folder / FILENAME
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    # Serialised in memory first: torch.save's own file writer reports a full disk as a
+    # RuntimeError; Python's write gives the OSError that records.replaced turns into WriteError.
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    with replaced(folder / FILENAME) as tmp:
+        tmp.write_bytes(buffer.getbuffer())
 
 
 def load(folder: Path, device: torch.device) -> dict:

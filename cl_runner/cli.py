@@ -1,75 +1,160 @@
 """`cl-run`: the Hydra command line around `cl_runner.run.run`.
 
-`main()` registers the config schema, checks the whole command line first (`precheck`: a
-mistake ends in one line and exit code 2 before anything runs), then hands over to Hydra,
-whose task function `hydra_main` runs one experiment and prints a one-line summary.
-Exit codes: 0 done, 2 bad config, 3 bad or missing data, 4 the run failed (diverged),
-130 interrupted.
+`main()` first makes SIGTERM an interruption like Ctrl-C -- before anything heavy is
+imported, so a `kill` in the first second is handled too -- then registers the config schema,
+checks the whole command line (`precheck`: a mistake ends in one line and exit code 2 before
+anything runs), claims the output folder (`rundir`: made unique, locked, never another run's
+results) and passes it to Hydra, whose task function `hydra_main` runs one experiment and
+prints a one-line summary. However it ends, it ends in one line and an exit code: 0 done,
+2 bad config, 3 bad or missing data, 4 the run failed (diverged), 5 results could not be
+written, 130 interrupted (SIGINT or SIGTERM). A command that fails or is interrupted before
+training leaves no folder behind.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
+import os
+import re
 import sys
+from pathlib import Path
 
-import hydra
-from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
-from omegaconf import DictConfig
+# Only the standard library and these small modules here: Hydra, torch and the training code
+# are imported inside main(), once the signal handler is in place.
+from . import interrupts, rundir
+from .errors import EXIT_FAILED, EXIT_INTERRUPTED, ConfigError, UserError, WriteError
 
-from . import config
-from .errors import EXIT_CONFIG, EXIT_FAILED, EXIT_INTERRUPTED, ConfigError, UserError
-from .precheck import precheck
-
-# `cl_runner.run` (pandas, matplotlib, the training code) is imported in `hydra_main`, after the
-# precheck, so that a bad command line fails without paying for those imports.
-
-log = logging.getLogger("cl_runner")
-
-
-@hydra.main(version_base="1.3", config_path=str(config.CONF_DIR), config_name="config")
-def hydra_main(cfg: DictConfig) -> float:
-    """Hydra's task function: run, report one line, return the mean final accuracy (for sweepers)."""
-    from .run import Diverged, Interrupted, run
-
-    hydra_cfg = HydraConfig.get()
-    multirun = hydra_cfg.mode == RunMode.MULTIRUN
-    output_dir = hydra_cfg.runtime.output_dir
-    results_dir = cfg.resume or output_dir  # a resumed run goes on writing in its own folder
-    try:
-        summary = run(cfg, output_dir)
-    except UserError as err:
-        print(f"cl-run: error: {err}", file=sys.stderr)
-        if multirun:  # one bad run must not end the sweep; it is listed as failed by cl-report
-            return math.nan
-        sys.exit(err.exit_code)
-    except Diverged as err:
-        print(f"cl-run: run failed: {err} (rows so far kept in {results_dir})", file=sys.stderr)
-        if multirun:
-            return math.nan
-        sys.exit(EXIT_FAILED)
-    except (KeyboardInterrupt, Interrupted):
-        print(f"cl-run: interrupted; finished epochs kept in {results_dir}", file=sys.stderr)
-        sys.exit(EXIT_INTERRUPTED)
-    accs = " ".join(f"{a:.3f}" for a in summary["final_test_acc"])
-    forgetting = summary.get("forgetting")
-    print(
-        f"cl-run: {summary['strategy']} done: final test acc per task [{accs}], mean {summary['average_accuracy']:.3f}"
-        + (f", forgetting {forgetting:.3f}" if forgetting is not None else "")
-        + f"; results in {summary['output_dir']}"
-    )
-    return float(summary["average_accuracy"])
+log = logging.getLogger("cl_runner.logfile")  # the lines printed here, kept in cl-run.log too
+log.addHandler(logging.NullHandler())  # until Hydra gives it the file: the lines are printed already
 
 
 def main() -> None:
-    config.register()
     try:
-        precheck(sys.argv[1:])
+        interrupts.install()
+        logging.raiseExceptions = False  # a log line that cannot be written (a full disk) is dropped, not a traceback
+        code = _launch(sys.argv[1:])
     except UserError as err:
-        print(f"cl-run: error: {err}", file=sys.stderr)
-        sys.exit(err.exit_code if isinstance(err, ConfigError) else EXIT_CONFIG)
-    hydra_main()
+        code = _say(f"cl-run: error: {err}", err.exit_code)
+    except OSError as err:  # Hydra's own files (.hydra/, the log) in the claimed folder
+        code = _say(f"cl-run: error: {WriteError(err.filename or rundir.any_held() or '.', err)}", WriteError.exit_code)
+    except KeyboardInterrupt as err:
+        code = _say(f"cl-run: interrupted ({interrupts.describe(err)}) before training started; nothing was kept",
+                    EXIT_INTERRUPTED)
+    except SystemExit as exit_:
+        code = exit_.code
+    finally:
+        with interrupts.ignored():
+            rundir.release_all()
+    sys.exit(code)
+
+
+def _launch(argv: list[str]) -> int:
+    """Check the command line, claim its folder, run Hydra; the exit code."""
+    import hydra
+
+    from . import config
+    from .precheck import precheck
+
+    config.register()
+    target = precheck(argv)
+    if target is not None:
+        claim = rundir.claim(target)
+        sys.argv[1:] = _with_folder(argv, target, claim.folder)
+    # Hydra prints a failure of its own (writing .hydra/ to a full disk) as a traceback unless
+    # told to raise it; main() then reports it in one line.
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    hydra.main(version_base="1.3", config_path=str(config.CONF_DIR), config_name="config")(hydra_main)()
+    return 0
+
+
+def _with_folder(argv: list[str], target: rundir.Target, folder: Path) -> list[str]:
+    """The command line with the claimed folder as Hydra's output folder. A resumed run writes
+    into its own folder, where Hydra's record of the first run (.hydra/) is kept as it was."""
+    from .overrides import quoted
+
+    key = "hydra.sweep.dir" if target.sweep else "hydra.run.dir"
+    try:
+        extra = [quoted(key, str(folder))] + (["hydra.output_subdir=null"] if target.resume else [])
+    except ValueError:
+        raise ConfigError(key, str(folder), "Hydra cannot read this folder name back; choose another") from None
+    return [a for a in argv if not a.lstrip("+").startswith(f"{key}=")] + extra
+
+
+def hydra_main(cfg) -> float:
+    """Hydra's task function: run, report one line, return the mean final accuracy (for sweepers)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    from .run import Diverged, run
+
+    logging.raiseExceptions = False  # here too: a sweep's job may run in a process of its own
+    hydra_cfg = HydraConfig.get()
+    multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    output_dir = Path(hydra_cfg.runtime.output_dir)
+    results_dir = rundir.absolute(cfg.resume) if cfg.resume else output_dir
+    own = None
+    if rundir.held(results_dir) is None:  # a sweep's job (maybe in another process), or a folder only Hydra could name
+        try:
+            own = rundir.claim(rundir.Target("hydra.sweep.dir" if multirun else "hydra.run.dir", str(output_dir),
+                                             overwrite=bool(cfg.overwrite)), hydra_made=True)
+        except UserError as err:  # the folder is another run's: say so, and write nothing into it
+            code = _say(f"cl-run: error: {err}", err.exit_code)
+            return math.nan if multirun else sys.exit(code)
+    try:
+        summary = run(cfg, output_dir, overrides=list(hydra_cfg.overrides.task))
+    except UserError as err:
+        return _failed(err, results_dir, multirun)
+    except Diverged as err:
+        code = _say(f"cl-run: run failed: {err} (rows so far kept in {results_dir})", EXIT_FAILED)
+        if not multirun:  # one failed run must not end the sweep; it is listed as failed by cl-report
+            sys.exit(code)
+        return math.nan
+    except KeyboardInterrupt as err:
+        where = (f"finished epochs kept in {results_dir}" if (results_dir / "summary.json").exists()
+                 else "before training started; nothing was kept")
+        sys.exit(_say(f"cl-run: interrupted ({interrupts.describe(err)}); {where}", EXIT_INTERRUPTED))
+    finally:
+        if own is not None:
+            with interrupts.ignored():
+                rundir.release(own)
+    forgetting = summary.get("forgetting")
+    accs = " ".join(_number(a) for a in summary["final_test_acc"])
+    _say(f"cl-run: {summary['strategy']} done: final test acc per task [{accs}], mean {_number(summary['average_accuracy'])}"
+         + (f", forgetting {_number(forgetting)}" if forgetting is not None else "")
+         + f"; results in {summary['output_dir']}", 0, sys.stdout)
+    return float(summary["average_accuracy"])
+
+
+def _failed(err: UserError, folder: Path, multirun: bool) -> float:
+    """A run stopped by a user error: one line; in a sweep the job's summary.json says why (so
+    cl-report lists it) and the sweep goes on, else the command ends with the error's code."""
+    line = f"cl-run: error: {err}"
+    if isinstance(err, WriteError) and (folder / "checkpoint.pt").exists():
+        line += f"; the run stopped; its finished tasks can be continued with resume={folder}"
+    code = _say(line, err.exit_code)
+    if not multirun:
+        sys.exit(code)
+    if not (folder / "summary.json").exists() and folder.is_dir():
+        try:
+            (folder / "summary.json").write_text(json.dumps({"status": "failed", "error": str(err)}, indent=2) + "\n")
+        except OSError:  # the folder itself is the problem: the line above says so
+            pass
+    return math.nan
+
+
+def _number(value: float) -> str:
+    """Three decimals; a value that rounds to zero prints 0.000, never -0.000."""
+    return re.sub(r"^-(?=0\.0+$)", "", f"{value:.3f}")
+
+
+def _say(line: str, code: int, stream=None) -> int:
+    """Print one line on stderr, or `stream` (and keep it in the run's cl-run.log); return the exit code."""
+    line = line.replace("\n", "\\n")  # a value with a line break must not make two lines
+    print(line, file=stream or sys.stderr, flush=True)
+    (log.info if code == 0 else log.error)(line)
+    return code
 
 
 if __name__ == "__main__":

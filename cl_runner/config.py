@@ -12,6 +12,7 @@ dataclass is stored as `schema/model/<name>`, which its YAML file extends.
 `validate(cfg)` then runs every node's range checks (`Node.check`, one place per key) and
 the checks that tie nodes together (one epoch count per task, ...), raising `ConfigError`
 naming the key, value and what is allowed. Both run before any data is loaded.
+`load_saved` and `save_config` read and write a run's config.yaml.
 """
 
 from __future__ import annotations
@@ -22,13 +23,14 @@ from pathlib import Path
 from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import OmegaConf
+from omegaconf import OmegaConf, open_dict
 
 from . import benchmarks
 from .benchmarks import DatasetConfig, Scenario
 from .checks import Choice, Node, check_positive_int, is_int
 from .errors import ConfigError
 from .models import MODELS, ModelConfig
+from .records import replaced
 from .schedule import JointConfig
 from .seeds import MAX_SEED, MAX_TASKS
 from .strategies import PLUGINS, StrategyConfig
@@ -104,6 +106,7 @@ def schema() -> type:
         ("device", Device, Device.auto),  # auto (CUDA when available) | cpu | cuda
         ("deterministic", bool, False),
         ("resume", Optional[str], None),  # a run folder to continue
+        ("overwrite", bool, False),  # replace the results already in the output folder
     ])
 
 
@@ -151,3 +154,13 @@ def typed(values) -> Any:
 def load_saved(path: Path) -> Any:
     """The typed config saved in a run folder (what `resume=` continues)."""
     return typed(OmegaConf.load(path))
+
+
+def save_config(cfg, path: Path) -> None:
+    """A run's config.yaml: resolved, as a new run of the same experiment would be given it
+    (`resume` and `overwrite` are about the folder, not the experiment); WriteError if it cannot."""
+    saved = cfg.copy()
+    with open_dict(saved):
+        saved.resume, saved.overwrite = None, False
+    with replaced(path) as tmp:
+        OmegaConf.save(saved, tmp, resolve=True)

@@ -1,24 +1,32 @@
 """Errors a user can cause, each turned into one clear line and an exit code by the CLI.
 
 `ConfigError` (exit 2) is raised before any data is loaded; `DataError` (exit 3) when
-the data folder is missing or a file fails its checksum. Anything else that stops a
-run after it started (divergence, interruption) is reported in `summary.json`.
+the data folder is missing or a file fails its checksum; `WriteError` (exit 5) when the run
+folder cannot take the results (a full disk, a folder made read-only or removed). Anything
+else that stops a run after it started (divergence, interruption) is reported in
+`summary.json`.
 """
 
 from __future__ import annotations
 
+import os
 from enum import Enum
 
 EXIT_CONFIG = 2
 EXIT_DATA = 3
 EXIT_FAILED = 4  # the run started and failed (e.g. diverged)
+EXIT_WRITE = 5  # results could not be written
 EXIT_INTERRUPTED = 130  # SIGINT / SIGTERM, as shells report Ctrl-C
 
 
 class UserError(Exception):
-    """A mistake in the command line or the environment, not a bug."""
+    """A mistake in the command line or the environment, not a bug. Its message is one line:
+    a line break inside a value it quotes is shown as \\n."""
 
-    exit_code = 1
+    exit_code = EXIT_CONFIG
+
+    def __str__(self) -> str:
+        return super().__str__().replace("\r", "\\r").replace("\n", "\\n")
 
 
 class ConfigError(UserError):
@@ -36,3 +44,13 @@ class DataError(UserError):
     """The data set is missing, truncated or altered."""
 
     exit_code = EXIT_DATA
+
+
+class WriteError(UserError):
+    """A file of the run could not be written: names its absolute path and the reason."""
+
+    exit_code = EXIT_WRITE
+
+    def __init__(self, path: os.PathLike | str, err: OSError):
+        self.path, self.reason = os.path.abspath(path), err.strerror or str(err)
+        super().__init__(f"results could not be written: {self.path}: {self.reason}")

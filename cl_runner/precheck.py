@@ -3,72 +3,31 @@
 `precheck(argv)` composes the config for every value on the command line (each sweep value
 too) and validates it, so a typo fails in about a second with one line naming the key and
 what is allowed, and exit code 2, instead of a traceback or a half-finished sweep. Hydra's
-multi-line composition errors are turned into that one line here.
+multi-line composition errors are turned into that one line here. It also checks a
+`resume=` (`cl_runner.resume`: the folder, its saved config, the other overrides) and
+returns the output folder the command will write into (`rundir.Target`), resolved as
+Hydra would, for the CLI to claim before Hydra starts -- or None when nothing will run
+(`--cfg`, `--help`, ...) or only Hydra's run can name the folder.
 """
 
 from __future__ import annotations
 
 import difflib
-import os
 import re
-import tempfile
-from pathlib import Path
 
 from hydra import compose, initialize_config_dir
-from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import HydraException, MissingConfigException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
-from . import checkpoint, config
+from . import config, overrides, resume, rundir
 from .errors import ConfigError, UserError
 
-# Flags of Hydra's own command line that take a value (so that value is not an override).
-_FLAGS_WITH_VALUE = {"--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd",
-                     "--cfg", "-c", "--package", "-p", "--experimental-rerun"}
 _NO_PRECHECK = {"--help", "-h", "--hydra-help", "--version", "--info", "-i", "--shell-completion", "-sc",
                 "--experimental-rerun"}
-
-
-def split_argv(argv: list[str]) -> tuple[str, list[str]]:
-    """(config name, overrides) of a cl-run command line."""
-    config_name, overrides, skip = "config", [], False
-    for i, arg in enumerate(argv):
-        if skip:
-            skip = False
-            continue
-        if arg in _FLAGS_WITH_VALUE:
-            skip = True
-            if arg in ("--config-name", "-cn") and i + 1 < len(argv):
-                config_name = argv[i + 1]
-        elif arg.startswith("--config-name="):
-            config_name = arg.split("=", 1)[1]
-        elif not arg.startswith("-"):
-            overrides.append(arg)
-    return config_name, overrides
-
-
-def _variants(overrides: list[str]) -> list[list[str]]:
-    """Override lists to compose: every sweep at its first value, then each other value once.
-    Sweeps that cannot be listed (an optuna interval) are left to the sweeper."""
-    parsed = OverridesParser.create().parse_overrides(overrides)
-    choices = []
-    for text, ov in zip(overrides, parsed):
-        if not ov.is_sweep_override():
-            choices.append([text])
-            continue
-        try:
-            values = list(ov.sweep_string_iterator())
-        except Exception:  # noqa: BLE001 - interval/tag sweeps have no finite list of values
-            continue
-        prefix = text.split("=", 1)[0]
-        choices.append([f"{prefix}={v}" for v in values])
-    base = [c[0] for c in choices]
-    variants = [base]
-    for i, c in enumerate(choices):
-        for value in c[1:]:
-            variants.append(base[:i] + [value] + base[i + 1 :])
-    return variants
+_PRINT_ONLY = {"--cfg", "-c"}  # print the config; nothing runs, no folder is made
+_COMPOSE_ERRORS = (HydraException, OmegaConfBaseException, ValueError, TypeError, OSError)
 
 
 def _keys_under(cfg: DictConfig, path: str) -> str:
@@ -128,8 +87,6 @@ def one_line(err: Exception, overrides: list[str] = ()) -> str:
         group, value = missing.groups()
         options = re.findall(r"^\t(\S+)$", text, flags=re.M)
         if not options:
-            from hydra.core.global_hydra import GlobalHydra
-
             options = GlobalHydra.instance().config_loader().get_group_options(group)
         return f"invalid config: {group}={value!r}: allowed: {', '.join(options) or 'none found'}"
     cause = err.__cause__ or err
@@ -143,53 +100,91 @@ def one_line(err: Exception, overrides: list[str] = ()) -> str:
     return "invalid config: " + " ".join(line.strip() for line in text.splitlines() if line.strip())
 
 
-def _check_output_dir(config_name: str, overrides: list[str], multirun: bool) -> None:
-    """Hydra creates the output folder before the run starts and fails with a traceback if it
-    cannot; say so in one line instead. Nothing is created here (the name may hold ${now:...})."""
+def _output_target(cfg: DictConfig, hydra_cfg: DictConfig, multirun: bool) -> rundir.Target | None:
+    """The folder this command line will write into, resolved as Hydra would resolve it."""
+    if cfg.resume is not None:
+        if multirun:
+            raise ConfigError("resume", cfg.resume, "resume one run at a time (without -m)")
+        return rundir.Target("resume", str(rundir.absolute(cfg.resume)), resume=True)
     key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
     try:
-        folder = OmegaConf.select(compose(config_name, overrides=overrides, return_hydra_config=True), key)
-    except Exception:  # noqa: BLE001 - an interpolation only Hydra's run can resolve: leave it to Hydra
-        return
-    if not folder:
-        return
-    existing = Path(folder).expanduser().absolute()
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        raise ConfigError(key, folder, f"cannot create the output folder: {existing} is a file, not a folder")
-    try:  # a real probe: os.access says yes to root even where the file system says no (/proc)
-        os.rmdir(tempfile.mkdtemp(prefix=".cl-run-probe-", dir=existing))
-    except OSError as err:
-        raise ConfigError(key, folder, f"cannot create the output folder in {existing}: {err.strerror}") from None
+        raw = OmegaConf.to_container(hydra_cfg.hydra.sweep if multirun else hydra_cfg.hydra.run, resolve=False)["dir"]
+        folder = OmegaConf.select(hydra_cfg, key)
+    except Exception:  # noqa: BLE001 - an interpolation only Hydra's run can resolve: the run claims it
+        return None
+    if folder is None or not str(folder).strip():
+        raise ConfigError(key, folder, "an empty folder name would put the results in the current folder; "
+                                       f"name a folder, e.g. {key}=outputs/my-run")
+    return rundir.Target(key, str(folder), unique="${now:" in str(raw), overwrite=bool(cfg.overwrite), sweep=multirun)
 
 
-def precheck(argv: list[str]) -> None:
-    """Compose and validate every configuration the command line asks for; raise UserError."""
-    if any(a.split("=")[0] in _NO_PRECHECK for a in argv):
-        return
-    config_name, overrides = split_argv(argv)
+def _check_resume(cfg: DictConfig, variant: list[str], hydra_cfg: DictConfig) -> None:
+    """A resumed run writes into its own folder: an output folder set beside it must be that one."""
+    resume.prepare(cfg, variant)
+    if any(o.lstrip("+").startswith("hydra.run.dir=") for o in variant):
+        folder = OmegaConf.select(hydra_cfg, "hydra.run.dir")
+        if rundir.absolute(folder) != rundir.absolute(cfg.resume):
+            raise ConfigError("hydra.run.dir", folder, f"a resumed run goes on writing in its own folder "
+                                                       f"{rundir.absolute(cfg.resume)}: leave hydra.run.dir out")
+
+
+def _compose_checked(config_name: str, variant: list[str]) -> tuple[DictConfig, DictConfig]:
+    """(the config, with Hydra's node) of one list of overrides, composed and validated;
+    UserError if it is bad. One composition serves both (it is most of the precheck's time)."""
+    overrides.check_groups(variant, GlobalHydra.instance().config_loader().get_group_options)
     try:
-        variants = _variants(overrides)
-    except HydraException as err:
-        raise ConfigError("command line", " ".join(overrides), str(err).splitlines()[0]) from None
-    multirun = any(a in ("-m", "--multirun") for a in argv) or "hydra.mode=MULTIRUN" in overrides
+        hydra_cfg = compose(config_name, overrides=variant, return_hydra_config=True)
+    except _COMPOSE_ERRORS as err:
+        raise as_user_error(err, variant) from None
+    cfg = hydra_cfg.copy()
+    with open_dict(cfg):
+        del cfg["hydra"]
+    try:
+        _check_schema(cfg, config.typed({"model": {"name": cfg.model.get("name")}}), variant)
+        resolved = OmegaConf.to_container(cfg, resolve=True)  # e.g. ${oc.env:VAR} with VAR unset
+        _check_resolved_types(cfg, resolved)
+        config.validate(cfg)
+    except (OmegaConfBaseException, ValueError, TypeError) as err:
+        raise as_user_error(err, variant) from None
+    return cfg, hydra_cfg
+
+
+def _check_resolved_types(cfg: DictConfig, resolved: dict) -> None:
+    """An interpolation of the wrong type (`joint.task_shares=${train.lr}`) passes composition,
+    which types the text, not the value: type the resolved values too."""
+    try:
+        config.typed(resolved)
+    except OmegaConfBaseException as err:
+        key = getattr(err, "full_key", None)
+        if not key:
+            raise
+        raw = OmegaConf.to_container(cfg, resolve=False)
+        for part in key.split("."):
+            raw = raw.get(part) if isinstance(raw, dict) else raw
+        value = OmegaConf.select(cfg, key)
+        raise ConfigError(key, raw, f"resolves to {value!r}, which this key cannot take "
+                                    f"({str(err).splitlines()[0]})") from None
+
+
+def precheck(argv: list[str]) -> rundir.Target | None:
+    """Compose and validate every configuration the command line asks for; raise UserError.
+    Return the output folder it will write into (None when nothing runs, or Hydra must name it)."""
+    if any(a.split("=")[0] in _NO_PRECHECK for a in argv):
+        return None
+    config_name, given = overrides.split_argv(argv)
+    variants = overrides.variants(given)
+    multirun = any(a in ("-m", "--multirun") for a in argv) or "hydra.mode=MULTIRUN" in given
     if len(variants) > 1 and not multirun:
-        sweep = next(o for o, ov in zip(overrides, OverridesParser.create().parse_overrides(overrides)) if ov.is_sweep_override())
+        sweep = next(o for o, ov in zip(given, overrides.parse(given)) if ov.is_sweep_override())
         key, _, value = sweep.partition("=")
         raise ConfigError(key, value, f"a sweep needs -m (--multirun); for a list write {key}=[{value}]")
     with initialize_config_dir(str(config.CONF_DIR), version_base="1.3"):
-        for variant in variants:
-            try:
-                cfg = compose(config_name, overrides=variant)
-            except (HydraException, OmegaConfBaseException) as err:
-                raise as_user_error(err, variant) from None
-            try:
-                _check_schema(cfg, config.typed({"model": {"name": cfg.model.get("name")}}), variant)
-                OmegaConf.to_container(cfg, resolve=True)  # e.g. ${oc.env:VAR} with VAR unset
-                config.validate(cfg)
-            except OmegaConfBaseException as err:
-                raise as_user_error(err, variant) from None
+        for i, variant in enumerate(variants):
+            cfg, hydra_cfg = _compose_checked(config_name, variant)
             if cfg.resume is not None:
-                checkpoint.resumable(cfg.resume)
-        _check_output_dir(config_name, variants[0], multirun)
+                _check_resume(cfg, variant, hydra_cfg)
+            if i == 0:
+                first = cfg, hydra_cfg
+        if any(a.split("=")[0] in _PRINT_ONLY for a in argv):
+            return None
+        return _output_target(*first, multirun)

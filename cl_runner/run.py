@@ -3,8 +3,12 @@
 This is the whole lifecycle of a run, top to bottom: check the config, load the data onto
 the device, build the model and the strategy's plugins into one `RunContext`, then for each
 stage (one per task, or a single one for joint training) train epoch by epoch, log every
-epoch's rows, let the plugins update their state, and checkpoint. The Hydra entry point in
-`cl_runner.cli` is a thin wrapper around this function; tests call it directly.
+epoch's rows, let the plugins update their state, and checkpoint; at the end write
+summary.json (before the figures, so that it is there even if they cannot be drawn) and the
+end-of-run checks' warnings (`cl_runner.diagnose`). However a run ends -- done, failed (it
+diverged, or its files could not be written) or interrupted -- summary.json says so. A
+`resume=` run is prepared by `cl_runner.resume`. The Hydra entry point in `cl_runner.cli` is
+a thin wrapper around this function; tests call it directly.
 """
 
 from __future__ import annotations
@@ -21,34 +25,33 @@ import torch
 from omegaconf import OmegaConf
 from tqdm import tqdm
 
-from . import benchmarks, checkpoint, metrics, models, plots, run_info, schedule
-from .config import load_saved, validate
+from . import benchmarks, checkpoint, diagnose, interrupts, metrics, models, plots, resume, run_info, schedule
+from .config import save_config, validate
 from .context import RunContext
 from .device import resolve_device, setup_torch
-from .records import RunLogs, check_writable, write_json
+from .errors import WriteError
+from .records import RunLogs, check_writable, replaced, write_json
 from .seeds import Stream
 from .strategies import build_plugins
 from .trainer import evaluate, train_epoch
 
 log = logging.getLogger(__name__)
+notice = logging.getLogger("cl_runner.notice")  # shown on the terminal too (conf/hydra/job_logging)
 
 
 class Diverged(RuntimeError):
     """A non-finite loss or weight: the run cannot go on."""
 
 
-class Interrupted(Exception):
-    """SIGINT or SIGTERM arrived."""
-
-
-def run(cfg, output_dir: str | Path) -> dict:
-    """Train and evaluate one configured experiment; return the summary (also in summary.json)."""
-    resuming = bool(cfg.get("resume"))
-    if resuming:  # the interrupted run's own config and folder, not today's defaults
-        output_dir = checkpoint.resumable(cfg.resume)
-        cfg = load_saved(output_dir / checkpoint.CONFIG)
+def run(cfg, output_dir: str | Path, overrides: list[str] = ()) -> dict:
+    """Train and evaluate one configured experiment; return the summary (also in summary.json).
+    With `cfg.resume` set, continue that run in its own folder instead, with its saved config
+    and the command line's `overrides` that cannot change its results (`resume.prepare`)."""
+    applied = None
+    if cfg.get("resume"):
+        cfg, output_dir, applied = resume.prepare(cfg, list(overrides))
     validate(cfg)
-    out = Path(output_dir)
+    out = Path(output_dir).absolute()
     check_writable(out)
     device = resolve_device(cfg.device)
     setup_torch(cfg.seed, device, bool(cfg.train.tf32), bool(cfg.deterministic))
@@ -59,9 +62,20 @@ def run(cfg, output_dir: str | Path) -> dict:
     model = benchmarks.Prepared(bench.prepare, net)  # the data's own input preparation in front
     ctx = RunContext(cfg, bench, model, None, device, forward=torch.compile(model) if cfg.train.compile else None,
                      plugins=build_plugins(cfg), out=out)
-    OmegaConf.save(cfg, out / checkpoint.CONFIG, resolve=True)
-    state = checkpoint.load(out, device) if resuming else None
+    state = checkpoint.load(out, device) if applied is not None else None
+    save_config(cfg, out / checkpoint.CONFIG)
+    if state is not None:
+        notice.info("resuming %s after task %d%s", out, state["completed_stage"],
+                    f"; applied {' '.join(applied)}" if applied else "")
+    log.info("run folder %s; device %s; %s", out, device, _settings(cfg))
     return _train_all(ctx, state)
+
+
+def _settings(cfg) -> str:
+    """The settings that make the experiment, in one line for cl-run.log."""
+    length = f"{cfg.train.iterations} iterations" if cfg.train.iterations else f"epochs {cfg.train.epochs}"
+    return (f"strategy {cfg.strategy.name} {list(cfg.strategy.plugins)}, model {cfg.model.name}, dataset "
+            f"{cfg.dataset.name}, scenario {cfg.scenario}, {length} per task, seed {cfg.seed}")
 
 
 def _new_optimizer(ctx: RunContext) -> torch.optim.Optimizer:
@@ -78,7 +92,6 @@ def _train_all(ctx: RunContext, state: dict | None) -> dict:
             plugin.load_state_dict(plugin_state)
         first_stage, global_epoch = state["completed_stage"] + 1, state["global_epoch"]
         task_seconds = list(state["task_seconds"])
-        log.info("resuming %s after task %d", out, first_stage - 1)
 
     ctx.logs = RunLogs(out, ctx.term_names, done_tasks=first_stage if state is not None else None)
     summary = {"status": "running", "output_dir": str(out.resolve()), "strategy": cfg.strategy.name, "device": str(ctx.device),
@@ -88,7 +101,7 @@ def _train_all(ctx: RunContext, state: dict | None) -> dict:
     if state is not None and not cfg.train.reset_optimizer:
         ctx.optimizer.load_state_dict(state["optimizer"])
 
-    previous = {sig: signal.signal(sig, _raise_interrupted) for sig in (signal.SIGTERM,)}
+    previous = {sig: signal.signal(sig, interrupts.raise_interrupted) for sig in (signal.SIGTERM,)}
     try:
         if state is None:  # the untrained model: the baseline of forward transfer
             ctx.logs.metrics.write(_eval_rows(ctx, 0, 0, ("val", "test")))
@@ -96,31 +109,31 @@ def _train_all(ctx: RunContext, state: dict | None) -> dict:
             if cfg.train.reset_optimizer:
                 ctx.optimizer = _new_optimizer(ctx)
             started = time.perf_counter()
-            global_epoch = _train_stage(ctx, stage, global_epoch)
+            global_epoch, test_acc = _train_stage(ctx, stage, global_epoch)
             task_seconds.append(round(time.perf_counter() - started, 3))
+            log.info("task %d (%s) done in %.1f s: test acc per task [%s]", stage.index, stage.name, task_seconds[-1],
+                     " ".join(f"{a:.3f}" for a in test_acc))
             if cfg.checkpoint.every_task:
                 checkpoint.save(out, {
                     "completed_stage": stage.index, "global_epoch": global_epoch, "task_seconds": task_seconds,
                     "model": model.state_dict(), "optimizer": ctx.optimizer.state_dict(),
                     "plugins": [p.state_dict() for p in ctx.plugins],
                 })
-    except (KeyboardInterrupt, Interrupted) as err:
-        summary.update(status="interrupted", error=f"interrupted ({type(err).__name__ if isinstance(err, KeyboardInterrupt) else err})")
-        _finish(ctx, summary, task_seconds, final=False)
+    except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM (interrupts.Interrupted)
+        summary.update(status="interrupted", error=f"interrupted ({interrupts.describe(err)})")
+        with interrupts.ignored():  # a second Ctrl-C must not cut the record of the first short
+            _finish(ctx, summary, task_seconds, final=False)
         raise
-    except Exception as err:  # Diverged, or a bug: never leave a run looking unfinished-but-fine
+    except Exception as err:  # Diverged, WriteError, or a bug: never leave a run looking unfinished-but-fine
         summary.update(status="failed", error=f"{type(err).__name__}: {err}")
-        _finish(ctx, summary, task_seconds, final=False)
+        with interrupts.ignored():
+            _finish(ctx, summary, task_seconds, final=False)
         raise
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     summary["status"] = "completed"
     return _finish(ctx, summary, task_seconds, final=True)
-
-
-def _raise_interrupted(signum, frame):
-    raise Interrupted(signal.Signals(signum).name)
 
 
 def _eval_rows(ctx: RunContext, epoch: int, global_epoch: int, splits: tuple[str, ...]) -> list[dict]:
@@ -139,8 +152,9 @@ def _epochs_of(train, stage: int) -> int:
     return int(train.epochs[stage]) if OmegaConf.is_list(train.epochs) else int(train.epochs)
 
 
-def _train_stage(ctx: RunContext, stage: schedule.Stage, global_epoch: int) -> int:
-    """Train one stage to its end; return the run's epoch count after it."""
+def _train_stage(ctx: RunContext, stage: schedule.Stage, global_epoch: int) -> tuple[int, list[float]]:
+    """Train one stage to its end; return the run's epoch count after it, and the test
+    accuracy of every task at its end."""
     train = ctx.cfg.train
     ctx.begin(stage.index, stage.final)
     for plugin in ctx.plugins:
@@ -170,7 +184,7 @@ def _train_stage(ctx: RunContext, stage: schedule.Stage, global_epoch: int) -> i
     bar.close()
     for plugin in ctx.plugins:
         plugin.after_task(ctx)
-    return global_epoch
+    return global_epoch, [row["acc"] for row in eval_rows if row["split"] == "test"]
 
 
 def _check_finite(ctx: RunContext, mean_terms: torch.Tensor) -> tuple[float, list[float]]:
@@ -198,28 +212,68 @@ def _peak_memory(device: torch.device) -> dict:
 
 
 def _finish(ctx: RunContext, summary: dict, task_seconds: list[float], final: bool) -> dict:
-    """Close the logs, add the results to the summary, draw the figures, write summary.json."""
+    """Close the logs, add the results and the end-of-run checks to the summary, write
+    summary.json, then draw the figures. After a failure or an interruption (`final` false)
+    nothing here may hide it: what cannot be written is left out, and summary.json is
+    overwritten in place if a full disk has no room for a new copy."""
     out = ctx.out
-    ctx.logs.close()
-    table = pd.read_csv(out / "metrics.csv")
     summary["task_seconds"] = task_seconds
     summary.update(_peak_memory(ctx.device))
     for plugin in ctx.plugins:
         summary.update(plugin.summary())
-    if (table["train_task"] >= 0).any() and (table["split"] == "test").any() and final:
-        matrix = metrics.accuracy_matrix(table)
-        last = table[table["train_task"] == table["train_task"].max()]
-        last = last[last["epoch"] == last["epoch"].max()]
-        for split in ("val", "test"):
-            summary[f"final_{split}_acc"] = last[last["split"] == split].sort_values("eval_task")["acc"].round(6).tolist()
-        summary["accuracy_matrix"] = matrix.round(6).tolist()
-        summary.update(metrics.summarize(matrix, metrics.initial_accuracy(table)))
-        pd.DataFrame(matrix, columns=[f"task_{j}" for j in range(matrix.shape[1])]).rename_axis("after_task").to_csv(
-            out / "accuracy_matrix.csv"
-        )
-        plots.plot_accuracy_matrix(matrix, run_info.describe(ctx.cfg, summary, ctx.benchmark), out / "accuracy_matrix.png")
-    train_table = pd.read_csv(out / "train_log.csv")
-    if len(train_table):
-        plots.plot_curves(table, train_table, run_info.describe(ctx.cfg, summary, ctx.benchmark), out / "curves.png")
-    write_json(out / "summary.json", summary)
+    try:
+        ctx.logs.close()
+        table, train_table = pd.read_csv(out / "metrics.csv"), pd.read_csv(out / "train_log.csv")
+        matrix = _add_results(ctx, summary, table, train_table) if final else None
+    except WriteError:
+        if final:
+            raise
+        table = matrix = None
+    except (OSError, pd.errors.ParserError) as err:  # the folder removed, or a log cut short
+        if final:
+            raise WriteError(out, err if isinstance(err, OSError) else OSError(str(err))) from None
+        table = matrix = None
+    try:
+        write_json(out / "summary.json", summary, in_place_if_full=not final)
+        if table is not None:
+            _draw_figures(ctx, summary, (table, train_table), matrix)
+    except WriteError as err:
+        if final:  # the numbers are in summary.json, but the run's files are not all there
+            summary.update(status="failed", error=str(err))
+            write_json(out / "summary.json", summary, in_place_if_full=True)
+            raise
     return summary
+
+
+def _add_results(ctx: RunContext, summary: dict, table: pd.DataFrame, train_table: pd.DataFrame):
+    """The final accuracies, the accuracy matrix and its metrics, and the end-of-run checks;
+    returns the matrix (None when no task finished)."""
+    if not ((table["train_task"] >= 0).any() and (table["split"] == "test").any()):
+        return None
+    matrix = metrics.accuracy_matrix(table)
+    last = table[table["train_task"] == table["train_task"].max()]
+    last = last[last["epoch"] == last["epoch"].max()]
+    for split in ("val", "test"):
+        summary[f"final_{split}_acc"] = last[last["split"] == split].sort_values("eval_task")["acc"].round(6).tolist()
+    summary["accuracy_matrix"] = matrix.round(6).tolist()
+    summary.update(metrics.summarize(matrix, metrics.initial_accuracy(table)))
+    tasks = ctx.benchmark.tasks
+    summary["warnings"] = diagnose.warnings(matrix, train_table, [t.name for t in tasks], [1 / len(t.classes) for t in tasks])
+    for line in summary["warnings"]:
+        log.warning(line)
+    with replaced(ctx.out / "accuracy_matrix.csv") as tmp:
+        pd.DataFrame(matrix, columns=[f"task_{j}" for j in range(matrix.shape[1])]).rename_axis("after_task").to_csv(tmp)
+    return matrix
+
+
+def _draw_figures(ctx: RunContext, summary: dict, tables: tuple[pd.DataFrame, pd.DataFrame], matrix) -> None:
+    """The figures, titled with the run's identity and results, each drawn to a temporary file
+    and renamed: never half a PNG."""
+    table, train_table = tables
+    info = run_info.describe(ctx.cfg, summary, ctx.benchmark)
+    if matrix is not None:
+        with replaced(ctx.out / "accuracy_matrix.png") as tmp:
+            plots.plot_accuracy_matrix(matrix, info, tmp)
+    if len(train_table):
+        with replaced(ctx.out / "curves.png") as tmp:
+            plots.plot_curves(table, train_table, info, tmp)

@@ -322,7 +322,9 @@ def test_resume_gives_the_numbers_of_an_uninterrupted_run(interrupted, reference
     source, _ = interrupted
     folder = tmp_path / "resumed"
     shutil.copytree(source, folder)  # leave the fixture's folder as it was for other tests
-    result = cli(f"resume={folder}", f"hydra.run.dir={tmp_path / 'new-hydra-dir'}")
+    first_record = (folder / ".hydra" / "overrides.yaml").read_bytes()
+    elsewhere = sorted((REPO / "outputs").glob("*/*")) if (REPO / "outputs").exists() else []
+    result = cli(f"resume={folder}")
     assert result.returncode == 0, result.stderr
     assert str(folder) in result.stdout and "ewc_replay done" in result.stdout
 
@@ -343,8 +345,9 @@ def test_resume_gives_the_numbers_of_an_uninterrupted_run(interrupted, reference
     _, ref_train = read_rows(reference / "train_log.csv")
     assert [{k: v for k, v in r.items() if k != "seconds"} for r in train] == \
            [{k: v for k, v in r.items() if k != "seconds"} for r in ref_train]
-    # The resumed process's own Hydra folder got no results.
-    assert not (tmp_path / "new-hydra-dir" / "metrics.csv").exists()
+    # The resuming process made no folder of its own, and left the first run's record as it was.
+    assert (sorted((REPO / "outputs").glob("*/*")) if (REPO / "outputs").exists() else []) == elsewhere
+    assert (folder / ".hydra" / "overrides.yaml").read_bytes() == first_record
 
 
 @pytest.mark.slow

@@ -1,0 +1,151 @@
+"""A fuzz of the command line: random values over every config key, each of which must end in a
+documented exit code with one line and no traceback.
+
+The values are what people and scripts get wrong: garbage strings (quotes, brackets, `=`, `$`,
+line breaks, letters outside ASCII), NaN, infinities, huge numbers, empty lists and mappings,
+interpolations (of the wrong type, to unset variables), `null`, sweeps, `+key` / `++key` /
+`~key`, bare words, and group options (`strategy=nan`, `model=[1]`), one to three per command
+line, some with `-m`. The generator is seeded (SEED): a failure names its command line and
+reproduces. Most command lines go through the precheck in this process
+(`cl_runner.precheck.precheck`, what `cl-run` runs first, a tenth of a second each); a sample
+goes through the real command line. Run with `-s` to see the tallies.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import random
+import subprocess
+import sys
+
+import pytest
+from omegaconf import OmegaConf
+
+from cl_runner.errors import EXIT_CONFIG, EXIT_DATA, UserError
+from cl_runner.precheck import precheck
+
+from .conftest import REPO, compose_cfg
+
+SEED = 20261125
+GROUPS = ["dataset", "model", "strategy", "experiment", "hydra/launcher"]
+HYDRA_KEYS = ["hydra.run.dir", "hydra.sweep.dir", "hydra.job.name", "hydra.verbose", "hydra.nope"]
+UNKNOWN_KEYS = ["nope", "train.nope", "ewc.alhpa", "model.width.x", "x" * 5000]
+FIXED_VALUES = ["nan", "NaN", "inf", "-inf", "1e400", "-1e400", "9" * 40, "-9" * 20, "0", "-1", "0.5", "1e-320",
+                "[]", "[[]]", "{}", "[1,2,3]", "[a,b]", "[1,[2,[3]]]", "{a: 1}", "null", "true", "False", "''", '""',
+                "${train.lr}", "${seed}", "${nope}", "${oc.env:CL_RUN_FUZZ_UNSET}", "${now:%Y}", "${train}", "a,b,c",
+                "1,2", "choice(1,2)", "range(3)", "", " ", "é", "my data", "${", "}", "[", "'", "\\", "a=b", "\n"]
+GARBAGE = "abcXYZ019 _-.,=:;'\"[]{}()$%\\/\t\né日本+~*?@!#"
+
+
+def _leaf_keys() -> list[str]:
+    def walk(node, prefix):
+        for key, value in node.items():
+            path = f"{prefix}{key}"
+            if isinstance(value, dict):
+                yield from walk(value, path + ".")
+            else:
+                yield path
+    return list(walk(OmegaConf.to_container(compose_cfg(), resolve=False), ""))
+
+
+def command_lines(count: int, seed: int, keys: list[str], with_sweeps: bool = True) -> list[list[str]]:
+    """`count` random command lines (lists of arguments), the same for the same seed."""
+    rng = random.Random(seed)
+
+    def value() -> str:
+        if rng.random() < 0.6:
+            return rng.choice(FIXED_VALUES)
+        return "".join(rng.choice(GARBAGE) for _ in range(rng.randint(1, 12)))
+
+    def override() -> str:
+        key = rng.choice(keys)
+        form = rng.random()
+        if form < 0.70:
+            return f"{key}={value()}"
+        if form < 0.80:
+            return f"+{key}={value()}"
+        if form < 0.85:
+            return f"++{key}={value()}"
+        if form < 0.93:
+            return f"~{key}"
+        return key  # a bare word
+
+    lines = []
+    for _ in range(count):
+        argv = [override() for _ in range(rng.randint(1, 3))]
+        if with_sweeps and rng.random() < 0.25:
+            argv.insert(0, "-m")
+        lines.append(argv)
+    return lines
+
+
+def all_keys() -> list[str]:
+    return _leaf_keys() + GROUPS + HYDRA_KEYS + UNKNOWN_KEYS
+
+
+def _outcomes(lines: list[list[str]]) -> collections.Counter:
+    """Precheck each command line; fail on anything but a pass or one clear line."""
+    tally = collections.Counter()
+    for argv in lines:
+        try:
+            precheck(argv)
+            tally["accepted"] += 1
+        except UserError as err:
+            message = str(err)
+            assert message and "\n" not in message and "Traceback" not in message, (argv, message)
+            assert err.exit_code == EXIT_CONFIG, (argv, err.exit_code)
+            tally["refused with one line"] += 1
+        except Exception as err:  # noqa: BLE001 - the point: name the command line that broke it
+            pytest.fail(f"cl-run {argv!r}: {type(err).__name__}: {err}")
+    return tally
+
+
+def test_fuzz_precheck_quick_sample():
+    """The first 40 command lines of the seeded fuzz, in the quick suite."""
+    tally = _outcomes(command_lines(40, SEED, all_keys()))
+    assert sum(tally.values()) == 40 and tally["refused with one line"] > 10
+
+
+@pytest.mark.slow
+def test_fuzz_precheck_300_command_lines():
+    tally = _outcomes(command_lines(300, SEED, all_keys()))
+    print(f"\nfuzz (precheck, seed {SEED}): 300 command lines: {dict(tally)}")
+    assert sum(tally.values()) == 300 and tally["refused with one line"] > 100
+
+
+def _sample(lines: list[list[str]], count: int) -> list[list[str]]:
+    """`count` of the lines: every one the precheck accepts (those reach the data), then the
+    first refused ones."""
+    accepted = []
+    for argv in lines:
+        try:
+            precheck(argv)
+            accepted.append(argv)
+        except UserError:
+            pass
+    return (accepted + [argv for argv in lines if argv not in accepted])[:count]
+
+
+@pytest.mark.slow
+def test_fuzz_real_command_line_sample(tmp_path):
+    """A sample through `cl-run` itself, with no data to train on: exit 2 (config) or 3 (data),
+    one line on stderr, no traceback, and nothing left behind."""
+    mirror, work = tmp_path / "empty-mirror", tmp_path / "work"
+    mirror.mkdir()
+    work.mkdir()
+    # Output folders stay in the (empty) working folder; training is never reached (no data).
+    keys = [k for k in all_keys() if not k.startswith("hydra.") and k != "resume"]
+    env = {k: v for k, v in os.environ.items() if k != "CL_RUNNER_DATA"}
+    env.update(PYTHONPATH=str(REPO), OMP_NUM_THREADS="1", HYDRA_FULL_ERROR="0", CL_RUNNER_MIRROR=str(mirror))
+    tally = collections.Counter()
+    for argv in _sample(command_lines(200, SEED + 1, keys, with_sweeps=False), 12):
+        result = subprocess.run([sys.executable, "-m", "cl_runner.cli", f"data.root={tmp_path / 'no-data'}", *argv],
+                                capture_output=True, text=True, cwd=work, env=env, timeout=300)
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert result.returncode in (EXIT_CONFIG, EXIT_DATA), (argv, result.returncode, result.stderr)
+        assert len(lines) == 1 and lines[0].startswith("cl-run: error:") and "Traceback" not in result.stderr, \
+            (argv, result.stderr)
+        assert list(work.iterdir()) == [], (argv, list(work.iterdir()))
+        tally[result.returncode] += 1
+    print(f"\nfuzz (cl-run, seed {SEED + 1}): 12 command lines, exit codes {dict(tally)}")
