@@ -33,7 +33,8 @@ def _imports(path: Path, modules: set[str]) -> set[str]:
         elif isinstance(node, ast.ImportFrom):
             base = package.split(".")[: len(package.split(".")) - node.level + 1] if node.level else []
             module = ".".join(base + ([node.module] if node.module else []))
-            targets = [f"{module}.{alias.name}" for alias in node.names] + [module]
+            # `from . import x` imports the submodule x; `from .m import y` (y not a module) the module m.
+            targets = [f"{module}.{a.name}" if f"{module}.{a.name}" in modules else module for a in node.names]
         else:
             continue
         for target in targets:
