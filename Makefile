@@ -11,7 +11,8 @@ MNIST_MIRROR ?= ../shared/data/mnist
 # Where `make data` fetches from instead of the official URLs: a folder or a base URL.
 MIRROR ?= $(if $(filter mnist,$(DATASET)),$(MNIST_MIRROR))
 ARGS ?=
-export CL_RUNNER_DATA ?= $(abspath $(DATA_DIR))
+# cl-run's data.root default is $CL_RUNNER_DATA/<source>: the folder that holds one folder per data set.
+export CL_RUNNER_DATA ?= $(abspath data)
 
 CL_RUN = $(PYTHON) -m cl_runner.cli
 EXPERIMENTS = naive replay10 replay1 scratch ewc ewc_replay

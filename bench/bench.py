@@ -89,7 +89,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=3, help="timed rounds per measurement; the median is reported")
     p.add_argument("--warmup", type=int, default=1, help="untimed rounds before the timed ones")
     p.add_argument("--fisher-samples", type=int, default=3000)
-    p.add_argument("--data-root", default=os.environ.get("CL_RUNNER_DATA", "data/mnist"))
+    p.add_argument("--data-root", default=os.path.join(os.environ.get("CL_RUNNER_DATA", "data"), "mnist"))
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's own choice)")
     p.add_argument("--compile", action="store_true", help="also time ours with torch.compile(model)")
     p.add_argument("--out", default=None, help="JSON file (default bench/results-<device kind>.json)")

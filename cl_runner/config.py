@@ -30,6 +30,7 @@ from .benchmarks import DatasetConfig, Scenario
 from .checks import Choice, Node, check_positive_int, is_int
 from .errors import ConfigError
 from .models import MODELS, ModelConfig
+from .optim import OptimizerConfig, Schedule
 from .records import replaced
 from .schedule import JointConfig
 from .seeds import MAX_SEED, MAX_TASKS
@@ -58,6 +59,10 @@ class TrainConfig(Node):
     lr: float = 1e-3
     eval_every: int = 1
     eval_batch_size: int = 10_000
+    lr_schedule: Schedule = Schedule.constant  # within each task: constant | multistep | cosine (cl_runner.optim)
+    lr_milestones: list[int] = field(default_factory=list)  # multistep: epochs (within a task) where lr *= lr_gamma
+    lr_gamma: float = 0.1
+    active_classes: bool = False  # class-IL: train only the outputs of the classes seen so far
     reset_optimizer: bool = True  # a fresh Adam per task, as in the notebook
     compile: bool = False  # torch.compile the model (CUDA)
     tf32: bool = False  # allow TF32 matmuls on CUDA
@@ -71,11 +76,18 @@ class TrainConfig(Node):
         for name in ("batch_size", "eval_batch_size", "eval_every"):
             self.positive_int(name, describe=positive)
         self.number("lr", 0.0, low_open=True, describe="expected a positive number")
+        for milestone in self.lr_milestones:
+            check_positive_int(self.key("lr_milestones"), milestone, describe="expected epochs >= 1, e.g. [35,45]")
+        if self.lr_schedule == "multistep" and not self.lr_milestones:
+            self.fail("lr_milestones", "train.lr_schedule=multistep needs the epochs where the rate drops, e.g. [35,45]")
+        self.number("lr_gamma", 0.0, low_open=True, high=1.0)
 
 
 @dataclass
 class DataConfig(Node):
-    root: str = "${oc.env:CL_RUNNER_DATA,data/mnist}"
+    # The folder holding the data set's files: one folder per source under $CL_RUNNER_DATA
+    # (default data/), e.g. data/mnist, data/cifar10. (source=npz reads dataset.path instead.)
+    root: str = "${oc.env:CL_RUNNER_DATA,data}/${dataset.source}"
     download: bool = True  # fetch missing files from the public mirrors
     verify: bool = True  # check MD5s; off only for generated test data
 
@@ -88,7 +100,7 @@ class CheckpointConfig(Node):
 def _run_wide_nodes() -> list[tuple[str, type]]:
     plugins = [(name, PLUGINS[name].config) for name in PLUGINS]
     return [("dataset", DatasetConfig), ("model", ModelConfig), ("strategy", StrategyConfig), ("train", TrainConfig),
-            ("data", DataConfig), *plugins, ("joint", JointConfig), ("checkpoint", CheckpointConfig)]
+            ("optimizer", OptimizerConfig), ("data", DataConfig), *plugins, ("joint", JointConfig), ("checkpoint", CheckpointConfig)]
 
 
 @functools.cache
@@ -136,6 +148,9 @@ def validate(cfg) -> None:
     if OmegaConf.is_list(epochs) and len(epochs) != tasks:
         raise ConfigError("train.epochs", list(epochs), f"expected one number or a list of {tasks} (one per task)")
     OmegaConf.to_object(cfg.joint).check_tasks(tasks)
+    if cfg.train.active_classes and cfg.scenario != "class":
+        raise ConfigError("train.active_classes", True, "applies to scenario=class (task-IL already trains only the task's "
+                          "outputs; domain-IL shares them all)")
 
 
 def typed(values) -> Any:

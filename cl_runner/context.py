@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from . import seeds
-from .benchmarks import Benchmark
+from .benchmarks import MASKED_LOGIT, Benchmark
 
 
 @dataclass
@@ -35,6 +35,7 @@ class RunContext:
     final: bool = False  # the run's last stage: nothing comes after it to protect
     epoch: int = 0  # 1-based within the task once training starts
     step: int = 0  # optimiser steps taken in this task
+    active: torch.Tensor | None = None  # [num_outputs] bool: the outputs trained (train.active_classes)
 
     def __post_init__(self) -> None:
         if self.forward is None:
@@ -54,6 +55,12 @@ class RunContext:
         task in training (see cl_runner.seeds)."""
         return seeds.generator(self.seed, self.task if task is None else task, purpose, self.device)
 
-    def begin(self, task: int, final: bool) -> None:
-        """Move to the start of a new stage."""
-        self.task, self.final, self.epoch, self.step = task, final, 0, 0
+    def begin(self, task: int, final: bool, active: torch.Tensor | None = None) -> None:
+        """Move to the start of a new stage (`active`: the outputs it may train, None for all)."""
+        self.task, self.final, self.epoch, self.step, self.active = task, final, 0, 0, active
+
+    def train_scores(self, logits: torch.Tensor, task_ids: torch.Tensor | int) -> torch.Tensor:
+        """Logits as a training loss sees them: other tasks' outputs hidden under task-IL, and
+        under train.active_classes the outputs of classes not seen yet."""
+        logits = self.benchmark.mask_logits(logits, task_ids)
+        return logits if self.active is None else logits.masked_fill(~self.active, MASKED_LOGIT)

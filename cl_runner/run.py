@@ -29,6 +29,7 @@ from . import benchmarks, checkpoint, diagnose, interrupts, metrics, models, plo
 from .config import save_config, validate
 from .context import RunContext
 from .device import resolve_device, setup_torch
+from .optim import build_optimizer, build_schedule
 from .errors import WriteError
 from .records import RunLogs, check_writable, replaced, write_json
 from .seeds import Stream
@@ -79,7 +80,7 @@ def _settings(cfg) -> str:
 
 
 def _new_optimizer(ctx: RunContext) -> torch.optim.Optimizer:
-    return torch.optim.Adam(ctx.model.parameters(), lr=ctx.cfg.train.lr)
+    return build_optimizer(ctx.cfg, ctx.model.parameters())
 
 
 def _train_all(ctx: RunContext, state: dict | None) -> dict:
@@ -156,7 +157,8 @@ def _train_stage(ctx: RunContext, stage: schedule.Stage, global_epoch: int) -> t
     """Train one stage to its end; return the run's epoch count after it, and the test
     accuracy of every task at its end."""
     train = ctx.cfg.train
-    ctx.begin(stage.index, stage.final)
+    active = ctx.benchmark.task_masks[: max(stage.data_tasks) + 1].any(0) if train.active_classes else None
+    ctx.begin(stage.index, stage.final, active=active)
     for plugin in ctx.plugins:
         plugin.before_task(ctx)
     data = schedule.base_set(ctx, stage)
@@ -166,6 +168,7 @@ def _train_stage(ctx: RunContext, stage: schedule.Stage, global_epoch: int) -> t
     max_steps = train.iterations
     epochs = math.ceil(max_steps / steps_per_epoch) if max_steps else _epochs_of(train, stage.index)
     shuffle = ctx.generator(Stream.SHUFFLE)
+    scheduler = build_schedule(train, ctx.optimizer, epochs)
     bar = tqdm(range(1, epochs + 1), desc=f"task {stage.index} ({stage.name})", disable=not train.progress, leave=True)
     for epoch in bar:
         ctx.epoch = epoch
@@ -173,6 +176,8 @@ def _train_stage(ctx: RunContext, stage: schedule.Stage, global_epoch: int) -> t
         started = time.perf_counter()
         sums, seen = train_epoch(ctx, data, train.batch_size, shuffle, max_steps)
         total, terms = _check_finite(ctx, sums / max(seen, 1))
+        if scheduler is not None:
+            scheduler.step()
         last = epoch == epochs
         seconds = time.perf_counter() - started
         eval_rows = []

@@ -36,7 +36,7 @@ def train_epoch(ctx: RunContext, data: Examples, batch_size: int, generator: tor
         if bench.augment:
             batch.x = augment(batch.x, generator)
         logits = ctx.forward(batch.x)
-        terms = {"ce": F.cross_entropy(bench.mask_logits(logits, batch.task), batch.y)}
+        terms = {"ce": F.cross_entropy(ctx.train_scores(logits, batch.task), batch.y)}
         for plugin in plugins:
             terms.update(plugin.loss_terms(ctx, batch, logits))
         loss = sum(terms.values())

@@ -1,6 +1,6 @@
 """Shared test fixtures: config composition, real MNIST, and tiny generated IDX data.
 
-Real MNIST comes from $CL_RUNNER_DATA or the repository's data/mnist (`make data` fills it
+Real MNIST comes from $CL_RUNNER_DATA/mnist or the repository's data/mnist (`make data` fills it
 from ../shared/data/mnist); a test that needs it fails, never skips, when it is missing.
 """
 
@@ -25,7 +25,7 @@ config.register()  # the schema Hydra composes against, as `cl-run` registers it
 
 
 def real_mnist_root() -> Path:
-    root = Path(os.environ.get("CL_RUNNER_DATA", REPO / "data" / "mnist"))
+    root = Path(os.environ.get("CL_RUNNER_DATA", REPO / "data")) / "mnist"
     if not any(root.glob("train-images-idx3-ubyte*")):
         pytest.fail(f"real MNIST not found in {root}: run `make data` first (tests never download)")
     return root
@@ -54,12 +54,15 @@ def make_ctx(bench, task: int = 0, model=None, seed: int = 0, lr: float = 1e-2, 
     import torch
     from omegaconf import OmegaConf
 
+    from cl_runner.benchmarks import Prepared
     from cl_runner.context import RunContext
     from cl_runner.models.mlp import mlp
 
     if model is None:
         torch.manual_seed(seed)
         model = mlp(bench.in_features, bench.num_outputs, 16, 1, "relu")
+        if bench.prepare is not None:  # stored bytes -> floats, as a run's model does
+            model = Prepared(bench.prepare, model)
     ctx = RunContext(OmegaConf.create({"seed": seed}), bench, model, torch.optim.Adam(model.parameters(), lr=lr),
                      torch.device("cpu"))
     ctx.begin(task, final)

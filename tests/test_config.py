@@ -49,7 +49,8 @@ def test_defaults_are_the_notebooks_first_experiment():
 
 def test_data_root_comes_from_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("CL_RUNNER_DATA", str(tmp_path))
-    assert compose_cfg().data.root == str(tmp_path)
+    assert compose_cfg().data.root == str(tmp_path / "mnist")  # one folder per data set under it
+    assert compose_cfg(["dataset=split_cifar10"]).data.root == str(tmp_path / "cifar10")
 
 
 def test_epochs_may_be_one_per_task():

@@ -41,8 +41,10 @@ class DatasetConfig(Node):
         positive = "expected a positive integer"
         check_positive_int(self.key("num_tasks"), self.num_tasks, allow_none=self.kind == "split" and self.tasks is not None,
                            describe=positive)
-        if (self.path is None) == (self.source == "npz"):
-            self.fail("path", "the .npz file to read, with dataset.source=npz (and only then)")
+        if self.source == "npz" and self.path is None:
+            self.fail("path", "dataset.source=npz reads your own file: give it as dataset.path=FILE.npz")
+        if self.source != "npz" and self.path is not None:
+            self.fail("path", f"only used with dataset.source=npz (this data set, {self.source}, is read from data.root)")
         shape = sources.SOURCES[str(self.source)].shape
         if self.kind != "split" and shape is not None and shape[0] != 1:
             self.fail("kind", f"dataset.kind={self.kind} needs one-channel images; {self.source} has {shape[0]} channels")

@@ -24,7 +24,7 @@ from .download import MIRROR_ENV, fetch
 from .registry import SOURCES, Arrays, RemoteFile, Source
 
 __all__ = ["SOURCES", "Arrays", "RemoteFile", "Source", "load", "DATA_ENV", "MIRROR_ENV"]
-DATA_ENV = "CL_RUNNER_DATA"  # the default data.root
+DATA_ENV = "CL_RUNNER_DATA"  # the default data.root is $CL_RUNNER_DATA/<source>
 
 
 def load(name: str, root: str | os.PathLike, download: bool = True, verify: bool = True,

@@ -64,7 +64,7 @@ class AGEMPlugin(Plugin):
 
     def reference_gradient(self, ctx: RunContext, params: list[torch.Tensor]) -> list[torch.Tensor]:
         batch, _ = self.memory.sample(self.cfg.batch_size, self._sampler)
-        logits = ctx.benchmark.mask_logits(ctx.forward(batch.x), batch.task)
+        logits = ctx.train_scores(ctx.forward(batch.x), batch.task)
         loss = F.cross_entropy(logits, batch.y)
         grads = torch.autograd.grad(loss, params, allow_unused=True)
         return [g if g is not None else torch.zeros_like(p) for g, p in zip(grads, params)]

@@ -68,7 +68,7 @@ class DERPlugin(Plugin):
         terms = {"der": self.cfg.alpha * F.mse_loss(ctx.forward(past.x), self.memory.extra("logits")[index])}
         if self.cfg.plus:
             other, _ = self.memory.sample(self.cfg.batch_size, self._sampler)
-            scores = ctx.benchmark.mask_logits(ctx.forward(other.x), other.task)
+            scores = ctx.train_scores(ctx.forward(other.x), other.task)
             terms["derpp"] = self.cfg.beta * F.cross_entropy(scores, other.y)
         return terms
 

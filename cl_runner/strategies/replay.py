@@ -100,7 +100,7 @@ class ReplayPlugin(Plugin):
             return {}
         pick = torch.randperm(len(self._pool), generator=self._sampler, device=self._pool.y.device)[: self.cfg.batch_size]
         past = self._pool.subset(pick)
-        scores = ctx.benchmark.mask_logits(ctx.forward(past.x), past.task)
+        scores = ctx.train_scores(ctx.forward(past.x), past.task)
         weight = max(ctx.task, 1)  # earlier tasks: each weighs as much as the current one
         return {"replay": weight * F.cross_entropy(scores, past.y)}
 
