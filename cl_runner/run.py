@@ -21,7 +21,7 @@ import torch
 from omegaconf import OmegaConf
 from tqdm import tqdm
 
-from . import benchmarks, checkpoint, metrics, models, plots, schedule
+from . import benchmarks, checkpoint, metrics, models, plots, schedule, trackers
 from .config import load_saved, validate
 from .context import RunContext
 from .device import resolve_device, setup_torch
@@ -37,8 +37,9 @@ class Diverged(RuntimeError):
     """A non-finite loss or weight: the run cannot go on."""
 
 
-class Interrupted(Exception):
-    """SIGINT or SIGTERM arrived."""
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM arrived. A BaseException, as KeyboardInterrupt is, so that no library's
+    `except Exception` (an experiment tracker's, a database driver's) can swallow it."""
 
 
 def run(cfg, output_dir: str | Path) -> dict:
@@ -89,8 +90,10 @@ def _train_all(ctx: RunContext, state: dict | None) -> dict:
 
     previous = {sig: signal.signal(sig, _raise_interrupted) for sig in (signal.SIGTERM,)}
     try:
+        # Experiment trackers (logger=...): one that cannot start fails the run here, before training.
+        ctx.logs.trackers = trackers.start(cfg, out, resumed_at=global_epoch if state is not None else None)
         if state is None:  # the untrained model: the baseline of forward transfer
-            ctx.logs.metrics.write(_eval_rows(ctx, 0, 0, ("val", "test")))
+            ctx.logs.epoch(None, _eval_rows(ctx, 0, 0, ("val", "test")))
         for stage in stages[first_stage:]:
             if cfg.train.reset_optimizer:
                 ctx.optimizer = _new_optimizer(ctx)
@@ -222,4 +225,6 @@ def _finish(ctx: RunContext, summary: dict, task_seconds: list[float], final: bo
     if len(train_table):
         plots.plot_curves(table, train_table, names, out / "curves.png")
     write_json(out / "summary.json", summary)
+    if ctx.logs.trackers is not None:  # last: they get summary.json and the figures as written
+        ctx.logs.trackers.finish(summary, out)
     return summary
