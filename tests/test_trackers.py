@@ -124,6 +124,30 @@ def test_wandb_offline_run_holds_the_csv_numbers(tracked):
     assert data["exit"] == 0
 
 
+def test_mlflow_honours_the_tracking_uri_and_a_sweep_job_creating_the_experiment_first(tracked, tiny_mnist, runs,
+                                                                                         monkeypatch):
+    from mlflow.tracking import MlflowClient
+
+    shared = _store(tracked)  # an existing store, standing for a tracking server the jobs share
+    real_get = MlflowClient.get_experiment_by_name
+    looked = []
+
+    def not_there_yet(self, name):  # another job creates the experiment between our look and our create
+        looked.append(name)
+        return None if len(looked) == 1 else real_get(self, name)
+
+    monkeypatch.setattr(MlflowClient, "get_experiment_by_name", not_there_yet)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", shared)
+    folder = runs / "elsewhere" / "run"
+    assert _run(tiny_mnist, folder, "logger=mlflow")["status"] == "completed"
+    monkeypatch.setattr(MlflowClient, "get_experiment_by_name", real_get)
+    assert len(looked) == 2  # creating it failed (it exists), and the second look found it
+    assert not (folder.parent / "mlruns").exists()
+    (found,) = [r for r in mlflow_runs(shared) if r.data.tags["cl_runner.run_folder"] == str(folder)]
+    assert found.info.status == "FINISHED" and found.info.experiment_id == _mlflow_run(tracked).info.experiment_id
+    assert json.loads((folder / "trackers.json").read_text())["mlflow"]["tracking_uri"] == shared
+
+
 # --- failures -----------------------------------------------------------------------------
 
 
