@@ -289,11 +289,12 @@ def test_resume_continues_the_same_tracker_runs(tiny_mnist, runs, monkeypatch):
     for tag, steps in expected.items():
         assert logged[tag] == steps, tag
     # W&B: a second offline folder with the same run id; together they hold every epoch.
-    folders = sorted((folder / "wandb").glob("offline-run-*"))
-    assert [f.name.rsplit("-", 1)[1] for f in folders] == [first["wandb"]["id"]] * 2
-    history = [row for f in folders for row in wandb_run(f)["history"]]
+    offline = [wandb_run(f) for f in (folder / "wandb").glob("offline-run-*")]
+    assert [data["run"].run_id for data in offline] == [first["wandb"]["id"]] * 2
+    offline.sort(key=lambda data: data["exit"] == 0)  # the interrupted run's folder first
+    assert [data["exit"] for data in offline] == [255, 0]
+    history = [row for data in offline for row in data["history"]]
     assert _last(wandb_scalars(history))["val/acc/task_1"] == expected["val/acc/task_1"]
-    assert [wandb_run(f)["exit"] for f in folders] == [255, 0]
 
 
 @pytest.mark.slow
