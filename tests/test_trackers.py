@@ -252,6 +252,34 @@ def test_tracker_failing_mid_run_is_switched_off_and_the_run_goes_on(tiny_mnist,
     assert _last(logged)["val/acc/task_1"] == expected_scalars(folder)["val/acc/task_1"]
 
 
+class _SignalsItself:
+    """A tracker whose `log` receives `signals` SIGINTs (Ctrl-C) from itself."""
+
+    def __init__(self, signals: int):
+        self.signals, self.logged = signals, []
+
+    def log(self, step, scalars):
+        for _ in range(self.signals):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)  # time for the handler to run, were it to interrupt here
+        self.logged.append(step)
+
+
+def test_ctrl_c_inside_a_tracker_call_waits_for_it_and_a_second_does_not():
+    from cl_runner.trackers import Trackers
+
+    row = {"train_task": 0, "epoch": 1, "global_epoch": 1, "loss": 0.5, "ce": 0.5, "seconds": 0.1}
+    once = _SignalsItself(1)
+    with pytest.raises(KeyboardInterrupt):
+        Trackers({"probe": once}, 0).epoch(row, [])
+    assert once.logged == [1]  # the call finished; the interrupt came after it
+    twice = _SignalsItself(2)
+    with pytest.raises(KeyboardInterrupt):
+        Trackers({"probe": twice}, 0).epoch(row, [])
+    assert twice.logged == []  # the second Ctrl-C cut the call short
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers as they were
+
+
 # --- resume and sweeps ----------------------------------------------------------------------
 
 

@@ -16,12 +16,20 @@ Failures: a tracker that cannot start stops the run before training (TrackerErro
 exit code 2; summary.json says failed). A tracker that fails later is switched off with one
 warning line and the run goes on: the CSV files, summary.json and figures never depend on a
 tracker. What `start` needs to reopen each tracker run on resume is kept in trackers.json.
+
+Interrupts: Ctrl-C or SIGTERM arriving inside a tracker's call waits until the call returns
+(`_interrupts_held`): cut short, a library may leave its state broken, e.g. an SQLite
+transaction of MLflow's store left open, which locks the store so that the run could not be
+recorded as interrupted there. A second signal does not wait.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import signal
+import threading
 from collections import defaultdict
 from pathlib import Path
 
@@ -53,11 +61,11 @@ def start(cfg, out: Path, resumed_at: int | None = None) -> Trackers:
     for name in names:
         run = RunInfo(folder, f"{folder.parent.name}/{folder.name}", config, sweep, job, resumed_at, saved.get(name, {}))
         try:
-            started[name] = TRACKERS[name].impl(cfg.logger[name], run)
+            with _interrupts_held():
+                started[name] = TRACKERS[name].impl(cfg.logger[name], run)
         except Exception as err:  # noqa: BLE001 - any library's failure: one line, and the others closed
             Trackers(started, 0).finish({"status": "failed"}, folder)
-            first = (str(err).strip().splitlines() or [""])[0]
-            raise TrackerError(f"logger={name} could not start: {type(err).__name__}: {first}") from err
+            raise TrackerError(f"logger={name} could not start: {_one_line(err)}") from err
     write_json(folder / STATE, {"sweep": sweep, "job": job, **{name: t.state() for name, t in started.items()}})
     for name, tracker in started.items():
         log.info("logger=%s: %s", name, tracker.where())
@@ -108,9 +116,44 @@ class Trackers:
     def _each(self, method: str, *args) -> None:
         for name, tracker in list(self.active.items()):
             try:
-                getattr(tracker, method)(*args)
+                with _interrupts_held():
+                    getattr(tracker, method)(*args)
             except Exception as err:  # noqa: BLE001 - a tracker's trouble must not cost the run
-                first = (str(err).strip().splitlines() or [""])[0]
-                log.warning("logger=%s failed (%s: %s) and is off for the rest of the run; the CSV files, "
-                            "summary.json and figures are not affected", name, type(err).__name__, first)
+                log.warning("logger=%s failed (%s) and is off for the rest of the run; the CSV files, "
+                            "summary.json and figures are not affected", name, _one_line(err))
                 del self.active[name]
+
+
+def _one_line(err: Exception, limit: int = 300) -> str:
+    """A library's error, multi-line as it may be (the cause is often not on the first line)."""
+    text = " | ".join(line.strip() for line in str(err).splitlines() if line.strip())
+    text = f"{type(err).__name__}: {text}"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+@contextlib.contextmanager
+def _interrupts_held():
+    """Hold SIGINT and SIGTERM, where a Python handler takes them, until the block ends, then
+    hand the first one to that handler; a second one is handed over at once."""
+    if threading.current_thread() is not threading.main_thread():  # only the main thread handles signals
+        yield
+        return
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    handlers = {sig: handler for sig, handler in handlers.items() if callable(handler)}  # not SIG_IGN, SIG_DFL
+    pending = []
+
+    def hold(signum, frame):
+        if pending:  # the second: the call may hang (a server that does not answer), so do not wait
+            pending.clear()
+            handlers[signum](signum, frame)
+        pending.append(signum)
+
+    for sig in handlers:
+        signal.signal(sig, hold)
+    try:
+        yield
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+        if pending:
+            handlers[pending[0]](pending[0], None)
