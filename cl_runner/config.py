@@ -2,7 +2,8 @@
 
 Each part declares the dataclass of its node beside its code: `dataset` (benchmarks.py),
 `model` (one per model, cl_runner/models/), `strategy` and one node per strategy plugin
-(`ewc`, `replay`, ... in cl_runner/strategies/), `joint` (schedule.py); the run-wide nodes
+(`ewc`, `replay`, ... in cl_runner/strategies/), `joint` (schedule.py), `logger` (one
+optional node per experiment tracker, cl_runner/trackers/); the run-wide nodes
 (`train`, `data`, `checkpoint`) are here. `schema()` puts them together and `register()`
 stores the result with Hydra's ConfigStore as `base_config`, which `conf/config.yaml` lists
 first in its defaults: every YAML file then merges into a typed, closed (struct) config, so
@@ -35,6 +36,7 @@ from .records import replaced
 from .schedule import JointConfig
 from .seeds import MAX_SEED, MAX_TASKS
 from .strategies import PLUGINS, StrategyConfig
+from .trackers import logger_config
 
 Device = Choice("Device", {"auto": "auto", "cpu": "cpu", "cuda": "cuda"})
 
@@ -100,7 +102,8 @@ class CheckpointConfig(Node):
 def _run_wide_nodes() -> list[tuple[str, type]]:
     plugins = [(name, PLUGINS[name].config) for name in PLUGINS]
     return [("dataset", DatasetConfig), ("model", ModelConfig), ("strategy", StrategyConfig), ("train", TrainConfig),
-            ("optimizer", OptimizerConfig), ("data", DataConfig), *plugins, ("joint", JointConfig), ("checkpoint", CheckpointConfig)]
+            ("optimizer", OptimizerConfig), ("data", DataConfig), *plugins, ("joint", JointConfig),
+            ("checkpoint", CheckpointConfig), ("logger", logger_config())]
 
 
 @functools.cache

@@ -98,15 +98,26 @@ def variants(overrides: list[str]) -> list[list[str]]:
     return expanded
 
 
+# Groups whose options combine (`logger=[tensorboard,mlflow]`); every other group takes one.
+MULTI_SELECT = {"logger"}
+
+
+def _option_name(value) -> bool:
+    return isinstance(value, str) and re.fullmatch(r"[\w.\-/]+", value) is not None
+
+
 def check_groups(overrides: list[str], options_of) -> None:
-    """A config group takes one option name: refuse a number, NaN, a list or null there.
-    `options_of(group)` lists a group's options (empty for a key that is not a group)."""
+    """A config group takes one option name (a list of names for MULTI_SELECT groups): refuse a
+    number, NaN, a list or null there. `options_of(group)` lists a group's options (empty for a
+    key that is not a group)."""
     for text, ov in zip(overrides, parse(overrides)):
         if ov.is_delete() or ov.is_sweep_override():
             continue
         options = options_of(ov.key_or_group)
         value = ov.value()
-        if options and not (isinstance(value, str) and re.fullmatch(r"[\w.\-/]+", value)):
+        if ov.key_or_group in MULTI_SELECT and isinstance(value, list) and all(_option_name(v) for v in value):
+            continue
+        if options and not _option_name(value):
             hint = "; to combine strategies list their plugins: strategy.plugins=[ewc,replay]" \
                 if ov.key_or_group == "strategy" and isinstance(value, list) else ""
             raise ConfigError(ov.key_or_group, _short(text.partition("=")[2]), f"one of {', '.join(options)}{hint}")

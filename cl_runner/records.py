@@ -7,7 +7,8 @@ file and a failed write leaves no temporary file behind. `summary.json` carries 
 (running / completed / failed / interrupted), so a partial result never looks complete.
 Every failed write (a full disk, a folder made read-only or removed) raises `WriteError`,
 naming the file. `RunLogs` is a run's pair of logs: metrics.csv (evaluation rows) and
-train_log.csv (one row per epoch with each loss term).
+train_log.csv (one row per epoch with each loss term); the run's experiment trackers, once
+started, are told of each epoch's rows after they are on disk.
 """
 
 from __future__ import annotations
@@ -97,12 +98,17 @@ class RunLogs:
         keep = (lambda row: int(row["train_task"]) < done_tasks) if done_tasks is not None else None
         self.metrics = CsvLog(out / "metrics.csv", METRIC_COLUMNS, keep)
         self.train = CsvLog(out / "train_log.csv", ["train_task", "epoch", "global_epoch", "loss", *term_names, "seconds"], keep)
+        self.trackers = None  # cl_runner.trackers.Trackers, once the run has started them
 
-    def epoch(self, train_row: dict, eval_rows: list[dict]) -> None:
+    def epoch(self, train_row: dict | None, eval_rows: list[dict]) -> None:
         """An epoch's rows, back to back, after its evaluation: a Ctrl-C during training or
-        evaluation leaves the epoch out of both files, never in one only."""
-        self.train.write([train_row])
+        evaluation leaves the epoch out of both files, never in one only. `train_row` is None
+        for the evaluation of the untrained model."""
+        if train_row is not None:
+            self.train.write([train_row])
         self.metrics.write(eval_rows)
+        if self.trackers is not None:
+            self.trackers.epoch(train_row, eval_rows)
 
     def close(self) -> None:
         """Close both logs, even when the first cannot be flushed."""

@@ -25,7 +25,7 @@ import torch
 from omegaconf import OmegaConf
 from tqdm import tqdm
 
-from . import benchmarks, checkpoint, diagnose, interrupts, metrics, models, plots, resume, run_info, schedule
+from . import benchmarks, checkpoint, diagnose, interrupts, metrics, models, plots, resume, run_info, schedule, trackers
 from .config import save_config, validate
 from .context import RunContext
 from .device import resolve_device, setup_torch
@@ -104,8 +104,10 @@ def _train_all(ctx: RunContext, state: dict | None) -> dict:
 
     previous = {sig: signal.signal(sig, interrupts.raise_interrupted) for sig in (signal.SIGTERM,)}
     try:
+        # Experiment trackers (logger=...): one that cannot start fails the run here, before training.
+        ctx.logs.trackers = trackers.start(cfg, out, resumed_at=global_epoch if state is not None else None)
         if state is None:  # the untrained model: the baseline of forward transfer
-            ctx.logs.metrics.write(_eval_rows(ctx, 0, 0, ("val", "test")))
+            ctx.logs.epoch(None, _eval_rows(ctx, 0, 0, ("val", "test")))
         for stage in stages[first_stage:]:
             if cfg.train.reset_optimizer:
                 ctx.optimizer = _new_optimizer(ctx)
@@ -247,6 +249,9 @@ def _finish(ctx: RunContext, summary: dict, task_seconds: list[float], final: bo
             summary.update(status="failed", error=str(err))
             write_json(out / "summary.json", summary, in_place_if_full=True)
             raise
+    finally:
+        if ctx.logs.trackers is not None:  # last: they get summary.json and the figures as written
+            ctx.logs.trackers.finish(summary, out)
     return summary
 
 
