@@ -1,10 +1,14 @@
-"""The multilayer perceptron over flattened images: `depth` hidden layers of `width` units."""
+"""The multilayer perceptron over flattened inputs: `depth` hidden layers of `width` units.
+
+It flattens its input itself, so it takes flat vectors and images [B, C, H, W] alike.
+"""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 
+import torch
 from torch import nn
 
 from ..checks import Choice
@@ -27,7 +31,15 @@ class MLPConfig(ModelConfig):
             self.fail("depth", "expected an integer >= 0 (hidden layers)")
 
 
-def mlp(in_features: int, num_outputs: int, width: int, depth: int, activation: str) -> nn.Sequential:
+class MLP(nn.Sequential):
+    """An nn.Sequential of the layers (parameters "0.weight", "0.bias", ...) over the input
+    flattened to [B, features]."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.flatten(1))
+
+
+def mlp(in_features: int, num_outputs: int, width: int, depth: int, activation: str) -> MLP:
     """`depth` hidden layers of `width` units; depth 0 is a linear classifier."""
     layers: list[nn.Module] = []
     features = in_features
@@ -35,7 +47,7 @@ def mlp(in_features: int, num_outputs: int, width: int, depth: int, activation: 
         layers += [nn.Linear(features, width), ACTIVATIONS[str(activation)]()]
         features = width
     layers.append(nn.Linear(features, num_outputs))
-    return nn.Sequential(*layers)
+    return MLP(*layers)
 
 
 @MODELS.register("mlp", MLPConfig)
