@@ -266,7 +266,7 @@ class _Layers(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.conv1 = nn.Conv2d(2, 4, 3, stride=2, padding=2, dilation=2)
+        self.conv1 = nn.Conv2d(2, 4, 3, stride=2, padding=2, dilation=3)  # 9x9 -> 4x4
         self.relu = nn.ReLU(inplace=True)
         self.conv2 = nn.Conv2d(4, 4, (3, 1), padding=(1, 0), bias=False)
         self.bn = nn.BatchNorm2d(4)
@@ -282,14 +282,17 @@ class _Layers(nn.Module):
         return self.out(self.bn1d(seq.flatten(1)))
 
 
-def test_every_closed_form_equals_the_loop_on_odd_layers(monkeypatch):
+@pytest.mark.parametrize("conv_way", ["unfold", "grouped"])
+def test_every_closed_form_equals_the_loop_on_odd_layers(monkeypatch, conv_way):
     from cl_runner import layer_fisher
 
+    # Convolutions take one of two ways to their per-example gradients, by output size.
+    monkeypatch.setattr(layer_fisher, "GROUPED_MIN_POSITIONS", 10**9 if conv_way == "unfold" else 1)
     torch.manual_seed(0)
     model = _Layers()
-    model(torch.randn(32, 2, 7, 7))  # running averages
+    model(torch.randn(32, 2, 9, 9))  # running averages
     model.bn1d.weight.data.uniform_(0.5, 1.5)
-    x, y = torch.randn(20, 2, 7, 7), torch.randint(0, 6, (20,))
+    x, y = torch.randn(20, 2, 9, 9), torch.randint(0, 6, (20,))
     slow = fisher_diagonal_loop(model, x, y)
     assert _rel_diff(fisher_diagonal(model, x, y, method="closed"), slow) < 1e-5
     monkeypatch.setattr(layer_fisher, "SLICE_BUDGET", 1)  # per-example products one example at a time
