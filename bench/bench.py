@@ -23,6 +23,9 @@ What is measured, in one process, on the same data (Split MNIST task 0: digits 0
   * ours - `cl_runner.fisher.fisher_diagonal` (closed form, one backward per chunk).
   The two results are compared in float64: the largest |ours - baseline| over all entries,
   divided by the largest baseline entry of the same tensor (max over tensors). Must be < 1e-5.
+- Fisher diagonal of the convolutional models cnn and resnet18 on --model-fisher-samples
+  validation images [N, 1, 28, 28]: the per-example loop against the closed form and against
+  torch.func's vmap (bench/model_fisher.py says how); both must agree with the loop (< 1e-5).
 
 How: for each measurement, `--warmup` untimed rounds first (for training: one epoch of a
 throwaway model each), then `--repeats` timed rounds; the median is reported. A training
@@ -71,6 +74,7 @@ from cl_runner.fisher import fisher_diagonal
 from cl_runner.models.mlp import mlp
 from cl_runner.seeds import Stream
 from cl_runner.trainer import train_epoch
+from model_fisher import CONFIGS as MODEL_FISHERS, time_model_fisher  # bench/ is the script's folder
 
 SEED = 0
 BATCH = 1024
@@ -89,12 +93,13 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=3, help="timed rounds per measurement; the median is reported")
     p.add_argument("--warmup", type=int, default=1, help="untimed rounds before the timed ones")
     p.add_argument("--fisher-samples", type=int, default=3000)
+    p.add_argument("--model-fisher-samples", type=int, default=300, help="examples for the cnn and resnet18 Fishers")
     p.add_argument("--data-root", default=os.path.join(os.environ.get("CL_RUNNER_DATA", "data"), "mnist"))
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's own choice)")
     p.add_argument("--compile", action="store_true", help="also time ours with torch.compile(model)")
     p.add_argument("--out", default=None, help="JSON file (default bench/results-<device kind>.json)")
     args = p.parse_args()
-    for name in ("epochs", "repeats", "fisher_samples"):
+    for name in ("epochs", "repeats", "fisher_samples", "model_fisher_samples"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1")
     if args.warmup < 0:
@@ -329,6 +334,10 @@ def main() -> None:
     pick = torch.randperm(len(task.val), generator=torch.Generator().manual_seed(SEED))[:count].to(device)
     fisher = time_fisher(args, model, task.val.x[pick], task.val.y[pick], device)
     fisher.update(model=FISHER_MODEL, samples=count)
+    # The convolutional models on the first of those examples, as images.
+    images, labels = task.val.x[pick][: args.model_fisher_samples].view(-1, 1, 28, 28), task.val.y[pick][: args.model_fisher_samples]
+    model_fishers = {name: time_model_fisher(name, images, labels, args.repeats, args.warmup, lambda: sync(device))
+                     for name in MODEL_FISHERS}
 
     rows = []
     for name, t in training.items():
@@ -338,18 +347,27 @@ def main() -> None:
             if "ours_compile" in s:
                 rows.append((label.replace(name, f"{name} +compile"), s["baseline"], s["ours_compile"]))
     rows.append((f"Fisher {FISHER_MODEL}, {count} ex. (s)", fisher["seconds"]["baseline"], fisher["seconds"]["ours"]))
+    for name, f in model_fishers.items():
+        for way in ("closed", "vmap"):
+            rows.append((f"Fisher {name}, {f['samples']} ex., loop vs {way} (s)", f["seconds"]["loop"], f["seconds"][way]))
     ratios = {label: base / ours for label, base, ours in rows}
 
     print()
     print(f"device: {info['device']} ({device.type}); torch {info['torch']}; threads {info['threads']}; "
           f"{args.epochs} epochs, median of {args.repeats} repeats after {args.warmup} warm-up")
-    print(f"| {'measurement':<44} | {'baseline':>10} | {'ours':>10} | {'ratio':>7} |")
-    print(f"|{'-' * 46}|{'-' * 12}|{'-' * 12}|{'-' * 9}|")
+    print(f"| {'measurement':<48} | {'baseline':>10} | {'ours':>10} | {'ratio':>7} |")
+    print(f"|{'-' * 50}|{'-' * 12}|{'-' * 12}|{'-' * 9}|")
     for label, base, ours in rows:
-        print(f"| {label:<44} | {base:>10.4f} | {ours:>10.4f} | {ratios[label]:>6.1f}x |")
+        print(f"| {label:<48} | {base:>10.4f} | {ours:>10.4f} | {ratios[label]:>6.1f}x |")
     diff = fisher["max_relative_difference"]
     print(f"Fisher max relative difference (float64, relative to each tensor's max): {diff:.2e} "
           f"({'OK' if diff < TOLERANCE else 'FAIL'}: < {TOLERANCE:g})")
+    for name, f in model_fishers.items():
+        for way, d in f["max_relative_difference"].items():
+            d32 = f["max_relative_difference_float32"][way]
+            print(f"Fisher {name}, {way} vs loop, max relative difference in float64: {d:.2e} "
+                  f"({'OK' if d < TOLERANCE else 'FAIL'}; float32: {d32:.2e})")
+            diff = max(diff, d)
     for name, t in training.items():
         print(f"final train loss {name}: " + ", ".join(f"{k} {v:.4f}" for k, v in t["final_train_loss"].items()))
 
@@ -361,7 +379,8 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     info["load_average_1min_before_after"] = [round(load_before[0], 2), round(load_after[0], 2)]
     info["cpu_count"] = os.cpu_count()
-    result = {**info, "training": training, "fisher": fisher, "ratios_baseline_over_ours": ratios}
+    result = {**info, "training": training, "fisher": fisher, "model_fishers": model_fishers,
+              "ratios_baseline_over_ours": ratios}
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"written {out}")
     if diff >= TOLERANCE:

@@ -26,7 +26,7 @@ from typing import Any, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf, open_dict
 
-from . import benchmarks
+from . import benchmarks, models, sources
 from .benchmarks import DatasetConfig, Scenario
 from .checks import Choice, Node, check_positive_int, is_int
 from .errors import ConfigError
@@ -151,6 +151,10 @@ def validate(cfg) -> None:
     if OmegaConf.is_list(epochs) and len(epochs) != tasks:
         raise ConfigError("train.epochs", list(epochs), f"expected one number or a list of {tasks} (one per task)")
     OmegaConf.to_object(cfg.joint).check_tasks(tasks)
+    models.check_head(cfg.model.head, str(cfg.scenario))
+    shape = sources.SOURCES[str(cfg.dataset.source)].shape  # None for npz: checked once it is read
+    if shape is not None:
+        models.check_input(cfg.model, shape)
     if cfg.train.active_classes and cfg.scenario != "class":
         raise ConfigError("train.active_classes", True, "applies to scenario=class (task-IL already trains only the task's "
                           "outputs; domain-IL shares them all)")

@@ -1,16 +1,20 @@
 """The diagonal of the Fisher information from exact per-example gradients.
 
-F_i = mean over examples of (d log p(y | x, theta) / d theta_i)^2.
+F_i = mean over examples of (d log p(y | x, theta) / d theta_i)^2, with the model in eval
+mode (BatchNorm normalises with its running averages, so examples do not interact).
 
-For a linear layer y = W a + b, example n's gradient of W is the outer product g_n a_n^T
-(g_n: gradient of that example's loss with respect to the layer's output), so
+One forward and one backward pass per chunk of examples give, for every layer, its input a_n
+and the gradient g_n of example n's loss with respect to its output (the loss is summed, so
+each row of that gradient is the example's own). The per-example gradients of the layer's
+parameters follow in closed form (`layer_fisher.py`): for a linear layer y = W a + b,
 
     sum_n (g_n a_n^T)^2 = (g^2)^T (a^2)      and for the bias  sum_n g_n^2,
 
-elementwise squares, one matrix product per layer and one backward pass per chunk. This
-is exact, not an approximation; `fisher_diagonal_loop` is the plain one-example-at-a-time
-reference (the notebook's method) used by the tests and the benchmark. Models with other
-parameterised layers fall back to torch.func's vmap over per-example gradients.
+a convolution the same with its input unfolded into patches, a BatchNorm from the normalised
+input. This is exact, not an approximation; `fisher_diagonal_loop` is the plain
+one-example-at-a-time reference (the notebook's method) used by the tests and the benchmark.
+A model with any other parameterised layer, or one whose layer is called twice in a forward
+pass (shared weights), falls back to torch.func's vmap over per-example gradients.
 
 Which label y? The empirical Fisher uses the true labels. The Fisher proper is an expectation
 over the model's own predictive distribution: `expected_fisher` computes it exactly, as
@@ -26,54 +30,80 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
+from .layer_fisher import fits, has_closed_form, squared_gradient_sums
+from .models import evaluating
+
+# Examples per forward pass: flat inputs (an MLP's) are cheap; images go through conv layers
+# whose activations, kept for the backward pass, are far larger than the input.
+FLAT_CHUNK, IMAGE_CHUNK = 4096, 256
+# Per-example gradients the vmap fallback holds at once, in numbers (64 MiB of float32).
+VMAP_BUDGET = 2**24
+
+
+def _default_chunk(x: torch.Tensor) -> int:
+    return FLAT_CHUNK if x.dim() == 2 else IMAGE_CHUNK
+
+
+@torch.no_grad()
+def _probabilities(model: nn.Module, x: torch.Tensor, logit_bias: torch.Tensor) -> torch.Tensor:
+    """The model's predictive distribution (eval mode), chunk by chunk."""
+    chunk = _default_chunk(x)
+    logit_bias = logit_bias.expand(len(x), -1)
+    with evaluating(model):
+        return torch.cat([torch.softmax(model(x[i : i + chunk]) + logit_bias[i : i + chunk], dim=-1)
+                          for i in range(0, len(x), chunk)])
+
 
 def sample_labels(model: nn.Module, x: torch.Tensor, logit_bias: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Labels drawn from the model's own predictive distribution (one per example)."""
-    with torch.no_grad():
-        probs = torch.softmax(model(x) + logit_bias, dim=-1)
+    probs = _probabilities(model, x, logit_bias)
     return torch.multinomial(probs, 1, generator=generator).squeeze(1)
 
 
-def _closed_form(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, logit_bias: torch.Tensor, weights: torch.Tensor, chunk: int
-) -> dict[str, torch.Tensor] | None:
-    """The closed form for models whose only parameters are Linear layers fed [N, features]
-    (None when a Linear sees another shape)."""
-    linears = {name: m for name, m in model.named_modules() if isinstance(m, nn.Linear)}
+def _closed_form(model: nn.Module, x: torch.Tensor, y: torch.Tensor, logit_bias: torch.Tensor, weights: torch.Tensor,
+                 chunk: int) -> dict[str, torch.Tensor] | None:
+    """Sums over examples of the squared per-example gradients, layer by layer in closed form;
+    None if a layer turns out not to have one (its input, or a second call in one pass)."""
+    layers = {name: m for name, m in model.named_modules() if any(True for _ in m.parameters(recurse=False))}
     sums = {name: torch.zeros_like(p) for name, p in model.named_parameters()}
-    inputs: dict[str, torch.Tensor] = {}
+    inputs: dict[str, list[torch.Tensor]] = {}
     outputs: dict[str, torch.Tensor] = {}
 
     def capture(name):
         def hook(module, args, out):
-            inputs[name], outputs[name] = args[0].detach(), out
+            inputs.setdefault(name, []).append(args[0].detach())
+            outputs[name] = out
+            # A later in-place operation (ReLU(inplace=True), `out += shortcut`) changes the
+            # tensor handed on, not the one whose gradient is asked for below.
+            return out.clone()
         return hook
 
-    handles = [m.register_forward_hook(capture(name)) for name, m in linears.items()]
+    handles = [m.register_forward_hook(capture(name)) for name, m in layers.items()]
     try:
         for start in range(0, len(x), chunk):
+            inputs.clear()
+            outputs.clear()
             xb, yb, bb = x[start : start + chunk], y[start : start + chunk], logit_bias[start : start + chunk]
-            wb = weights[start : start + chunk, None]
             # Sum, not mean: each row of d(loss)/d(output) is then that example's own gradient.
             loss = F.cross_entropy(model(xb) + bb, yb, reduction="sum")
-            if any(inputs[n].dim() != 2 for n in linears):  # e.g. a Linear over a sequence: not this formula
+            if any(len(inputs.get(name, ())) != 1 or not fits(m, inputs[name][0]) for name, m in layers.items()):
                 return None
-            names = list(linears)
-            grads = torch.autograd.grad(loss, [outputs[n] for n in names])
+            names = list(layers)
+            grads = torch.autograd.grad(loss, [outputs[n] for n in names], allow_unused=True)
             for name, g in zip(names, grads):
-                g2, a2 = g.square() * wb, inputs[name].square()
-                sums[f"{name}.weight"] += g2.T @ a2
-                if linears[name].bias is not None:
-                    sums[f"{name}.bias"] += g2.sum(0)
+                if g is None:  # the loss does not depend on this layer (e.g. a masked head)
+                    continue
+                for param, total in squared_gradient_sums(layers[name], inputs[name][0], g,
+                                                          weights[start : start + chunk]).items():
+                    sums[f"{name}.{param}" if name else param] += total
     finally:
         for h in handles:
             h.remove()
     return sums
 
 
-def _vmapped(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, logit_bias: torch.Tensor, weights: torch.Tensor, chunk: int
-) -> dict[str, torch.Tensor]:
+def _vmapped(model: nn.Module, x: torch.Tensor, y: torch.Tensor, logit_bias: torch.Tensor, weights: torch.Tensor,
+             chunk: int) -> dict[str, torch.Tensor]:
     params = {n: p.detach() for n, p in model.named_parameters()}
 
     def loss_one(p, xi, yi, bi):
@@ -81,12 +111,21 @@ def _vmapped(
         return F.cross_entropy(logits, yi.unsqueeze(0))
 
     per_example = vmap(grad(loss_one), in_dims=(None, 0, 0, 0))
+    chunk = max(1, min(chunk, VMAP_BUDGET // max(1, sum(p.numel() for p in params.values()))))
     sums = {n: torch.zeros_like(p) for n, p in params.items()}
-    for start in range(0, len(x), chunk):
-        grads = per_example(params, x[start : start + chunk], y[start : start + chunk], logit_bias[start : start + chunk])
-        wb = weights[start : start + chunk]
-        for n, g in grads.items():
-            sums[n] += (g.square() * wb.view(-1, *[1] * (g.dim() - 1))).sum(0)
+    originals = list(model.named_parameters(remove_duplicate=False))
+    try:
+        for start in range(0, len(x), chunk):
+            grads = per_example(params, x[start : start + chunk], y[start : start + chunk], logit_bias[start : start + chunk])
+            wb = weights[start : start + chunk]
+            for n, g in grads.items():
+                sums[n] += (g.square() * wb.view(-1, *[1] * (g.dim() - 1))).sum(0)
+    finally:
+        # functional_call leaves a plain tensor in place of the parameter of a layer reachable
+        # by two paths (pytorch/pytorch#164759); the optimiser would no longer train it.
+        for name, p in originals:
+            owner, _, leaf = name.rpartition(".")
+            model.get_submodule(owner)._parameters[leaf] = p
     return sums
 
 
@@ -95,28 +134,33 @@ def fisher_diagonal(
     x: torch.Tensor,
     y: torch.Tensor,
     logit_bias: torch.Tensor | None = None,
-    chunk: int = 4096,
+    chunk: int | None = None,
     weights: torch.Tensor | None = None,
+    method: str = "auto",
 ) -> dict[str, torch.Tensor]:
-    """Mean squared per-example gradient of -log p(y|x) for every parameter.
+    """Mean squared per-example gradient of -log p(y|x) for every parameter, in eval mode
+    (the model's modes and BatchNorm's running averages are left as they were).
 
     `logit_bias` ([N, C], 0 or a large negative number) hides outputs, as under task-IL.
-    `weights` ([N]) scales each example's squared gradient (default 1).
+    `weights` ([N]) scales each example's squared gradient (default 1). `chunk`: examples
+    per forward pass (default 4096 for flat inputs, 256 for images). `method`: "auto" (the
+    closed form when every layer has one, else vmap), "closed" (ValueError if a layer has
+    none) or "vmap".
     """
     if logit_bias is None:
         logit_bias = torch.zeros(len(x), 1, device=x.device)
     logit_bias = logit_bias.expand(len(x), -1)
     if weights is None:
         weights = torch.ones(len(x), device=x.device)
-    was_training = model.training
-    model.eval()
-    param_modules = {m for m in model.modules() if any(True for _ in m.parameters(recurse=False))}
+    chunk = chunk or _default_chunk(x)
     sums = None
-    if all(isinstance(m, nn.Linear) for m in param_modules):
-        sums = _closed_form(model, x, y, logit_bias, weights, chunk)
-    if sums is None:
-        sums = _vmapped(model, x, y, logit_bias, weights, min(chunk, 256))
-    model.train(was_training)
+    with evaluating(model):
+        if method != "vmap" and has_closed_form(model):
+            sums = _closed_form(model, x, y, logit_bias, weights, chunk)
+        if sums is None and method == "closed":
+            raise ValueError("fisher_diagonal(method='closed'): a layer of this model has no closed form here")
+        if sums is None:
+            sums = _vmapped(model, x, y, logit_bias, weights, chunk)
     return {n: s / len(x) for n, s in sums.items()}
 
 
@@ -128,8 +172,7 @@ def expected_fisher(model: nn.Module, x: torch.Tensor, logit_bias: torch.Tensor 
     """
     if logit_bias is None:
         logit_bias = torch.zeros(len(x), 1, device=x.device)
-    with torch.no_grad():
-        probs = torch.softmax(model(x) + logit_bias, dim=-1)
+    probs = _probabilities(model, x, logit_bias)
     total: dict[str, torch.Tensor] = {}
     for c in range(probs.shape[1]):
         if not probs[:, c].any():
@@ -141,16 +184,18 @@ def expected_fisher(model: nn.Module, x: torch.Tensor, logit_bias: torch.Tensor 
 
 
 def fisher_diagonal_loop(model: nn.Module, x: torch.Tensor, y: torch.Tensor, logit_bias: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-    """Reference: one backward pass per example (the notebook's batch-size-1 loop)."""
+    """Reference: one backward pass per example (the notebook's batch-size-1 loop), in eval mode."""
     if logit_bias is None:
         logit_bias = torch.zeros(len(x), 1, device=x.device)
     logit_bias = logit_bias.expand(len(x), -1)
     sums = {n: torch.zeros_like(p) for n, p in model.named_parameters()}
-    for i in range(len(x)):
-        model.zero_grad()
-        F.cross_entropy(model(x[i : i + 1]) + logit_bias[i : i + 1], y[i : i + 1]).backward()
-        for n, p in model.named_parameters():
-            sums[n] += p.grad.detach().square()
+    with evaluating(model):
+        for i in range(len(x)):
+            model.zero_grad()
+            F.cross_entropy(model(x[i : i + 1]) + logit_bias[i : i + 1], y[i : i + 1]).backward()
+            for n, p in model.named_parameters():
+                if p.grad is not None:  # None: the loss does not depend on it
+                    sums[n] += p.grad.detach().square()
     model.zero_grad()
     return {n: s / len(x) for n, s in sums.items()}
 

@@ -59,7 +59,7 @@ def run(cfg, output_dir: str | Path, overrides: list[str] = ()) -> dict:
 
     bench = benchmarks.build(cfg, device)
     torch.manual_seed(cfg.seed)  # the initial weights do not depend on how the data was drawn
-    net = models.build(cfg.model, bench.input_shape, bench.num_outputs, device)
+    net = models.build(cfg.model, bench.input_shape, bench.num_outputs, device, heads=[t.classes for t in bench.tasks])
     model = benchmarks.Prepared(bench.prepare, net)  # the data's own input preparation in front
     ctx = RunContext(cfg, bench, model, None, device, forward=torch.compile(model) if cfg.train.compile else None,
                      plugins=build_plugins(cfg), out=out)

@@ -11,7 +11,7 @@ from cl_runner.errors import ConfigError
 
 from .conftest import compose_cfg, config_error
 
-GROUPS = ["dataset", "model", "strategy"]
+GROUPS = ["dataset", "model", "strategy", "optimizer", "logger"]
 
 
 def _options(group: str) -> list[str]:
@@ -20,7 +20,8 @@ def _options(group: str) -> list[str]:
 
 @pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in _options(g)])
 def test_every_group_option_composes_and_validates(group, option):
-    cfg = compose_cfg([f"{group}={option}"])
+    needs = {("dataset", "npz"): ["dataset.path=mine.npz"]}  # a preset with a key only the user can fill in
+    cfg = compose_cfg([f"{group}={option}", *needs.get((group, option), [])])
     config.validate(cfg)
     if group == "strategy":
         assert cfg.strategy.name == option

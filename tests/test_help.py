@@ -51,7 +51,7 @@ def test_help_explains_cl_run_and_runs_nothing(help_run):
 def test_help_lists_every_option_of_every_group(help_run):
     text = help_run[0].stdout
     groups = text.split("== Config groups")[1].split("== Main keys")[0]
-    for group in ("dataset", "model", "strategy", "experiment", "hydra/launcher"):
+    for group in ("dataset", "model", "strategy", "optimizer", "logger", "experiment", "hydra/launcher"):
         listed = re.search(rf"^  {group} +(.*?)(?=^  \S|\Z)", groups, flags=re.M | re.S).group(1)
         for option in sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml")):
             assert re.search(rf"\b{option}\b", listed), f"{group}={option} is missing from cl-run --help"

@@ -201,3 +201,138 @@ def test_short_ewc_replay_run(mnist_root, tmp_path):
     assert saved["ewc_penalties"] == 1
     # Replay keeps task 0 alive: far above what naive training leaves (about 0).
     assert saved["final_test_acc"][0] > 0.5
+
+
+# --- the exact Fisher of convolutional models -------------------------------------------------
+
+
+def _conv_model(name: str, head: str = "single") -> nn.Module:
+    """A small cnn or resnet18 on 1x12x12 images, six outputs (three tasks of two under
+    multi), with BatchNorm running averages away from their initial values."""
+    from cl_runner import models
+    from cl_runner.models.cnn import CNNConfig
+    from cl_runner.models.resnet import ResNetConfig
+
+    cfg = CNNConfig(width=6, blocks=2, head=head) if name == "cnn" else ResNetConfig(width=4, head=head)
+    torch.manual_seed(0)
+    model = models.build(cfg, (1, 12, 12), 6, torch.device("cpu"), heads=[[0, 1], [2, 3], [4, 5]])
+    with torch.no_grad():
+        model(torch.randn(64, 1, 12, 12))  # training mode: the running averages move
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):  # affine parameters away from 1 and 0 as well
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.5, 0.5)
+    return model
+
+
+def _task_bias(n: int) -> torch.Tensor:
+    bias = torch.zeros(n, 6)
+    bias[:, 2:] = benchmarks.MASKED_LOGIT  # task 0 of three tasks of two outputs
+    return bias
+
+
+@pytest.mark.parametrize("name,head", [("cnn", "single"), ("resnet18", "single"), ("cnn", "multi"), ("resnet18", "multi")])
+@pytest.mark.parametrize("masked", [False, True])
+def test_closed_form_fisher_of_conv_models_equals_the_loop(name, head, masked):
+    model = _conv_model(name, head)
+    x = torch.randn(24, 1, 12, 12)
+    y = torch.randint(0, 2 if masked else 6, (24,))
+    bias = _task_bias(24) if masked else None
+    model.train()
+    buffers = {n: b.clone() for n, b in model.named_buffers()}
+    fast = fisher_diagonal(model, x, y, bias, chunk=10, method="closed")  # chunks of 10, 10 and 4
+    slow = fisher_diagonal_loop(model, x, y, bias)
+    assert set(fast) == {n for n, _ in model.named_parameters()}
+    assert _rel_diff(fast, slow) < 1e-5
+    # Eval mode throughout: the running averages are read, not updated; the mode is restored.
+    assert model.training and all(torch.equal(b, buffers[n]) for n, b in model.named_buffers())
+    if masked and head == "multi":  # other tasks' heads get no gradient at all
+        others = [n for n in fast if ".heads.1." in n or ".heads.2." in n]
+        assert len(others) == 4 and all(fast[n].abs().max() == 0 for n in others)
+
+
+@pytest.mark.parametrize("name", ["cnn", "resnet18"])
+def test_vmap_fisher_of_conv_models_equals_the_loop(name):
+    model = _conv_model(name)
+    x, y = torch.randn(16, 1, 12, 12), torch.randint(0, 2, (16,))
+    bias = _task_bias(16)
+    assert _rel_diff(fisher_diagonal(model, x, y, bias, method="vmap"), fisher_diagonal_loop(model, x, y, bias)) < 1e-5
+
+
+class _Layers(nn.Module):
+    """Every closed form's options: conv bias, stride, dilation, rectangular kernels, an
+    in-place ReLU and an in-place residual sum on layer outputs, BatchNorm1d, Linear over
+    a sequence of positions."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(2, 4, 3, stride=2, padding=2, dilation=3)  # 9x9 -> 4x4
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(4, 4, (3, 1), padding=(1, 0), bias=False)
+        self.bn = nn.BatchNorm2d(4)
+        self.seq = nn.Linear(4, 5)  # over the 4x4 = 16 positions of each image
+        self.bn1d = nn.BatchNorm1d(80)
+        self.out = nn.Linear(80, 6)
+
+    def forward(self, x):
+        h = self.relu(self.conv1(x))
+        r = self.bn(self.conv2(h))
+        r += h  # in place, on the BatchNorm's output
+        seq = self.seq(r.flatten(2).transpose(1, 2))  # [B, 16, 5]
+        return self.out(self.bn1d(seq.flatten(1)))
+
+
+@pytest.mark.parametrize("conv_way", ["unfold", "grouped"])
+def test_every_closed_form_equals_the_loop_on_odd_layers(monkeypatch, conv_way):
+    from cl_runner import layer_fisher
+
+    # Convolutions take one of two ways to their per-example gradients, by output size.
+    monkeypatch.setattr(layer_fisher, "GROUPED_MIN_POSITIONS", 10**9 if conv_way == "unfold" else 1)
+    torch.manual_seed(0)
+    model = _Layers()
+    model(torch.randn(32, 2, 9, 9))  # running averages
+    model.bn1d.weight.data.uniform_(0.5, 1.5)
+    x, y = torch.randn(20, 2, 9, 9), torch.randint(0, 6, (20,))
+    slow = fisher_diagonal_loop(model, x, y)
+    assert _rel_diff(fisher_diagonal(model, x, y, method="closed"), slow) < 1e-5
+    monkeypatch.setattr(layer_fisher, "SLICE_BUDGET", 1)  # per-example products one example at a time
+    assert _rel_diff(fisher_diagonal(model, x, y, chunk=7, method="closed"), slow) < 1e-5
+
+
+@pytest.mark.parametrize("case", ["shared weights", "batch statistics", "grouped conv"])
+def test_layers_without_a_closed_form_fall_back_to_vmap(case):
+    torch.manual_seed(0)
+    if case == "shared weights":  # one layer called twice in a forward pass
+        layer = nn.Linear(8, 8)
+        model = nn.Sequential(layer, nn.Tanh(), layer, nn.Flatten(), nn.Linear(8, 6))
+        x = torch.randn(12, 8)
+    elif case == "batch statistics":  # no running averages: BatchNorm normalises each batch
+        model = nn.Sequential(nn.Conv2d(1, 3, 3, bias=False), nn.BatchNorm2d(3, track_running_stats=False), nn.Flatten(), nn.Linear(48, 6))
+        x = torch.randn(12, 1, 6, 6)
+    else:
+        model = nn.Sequential(nn.Conv2d(2, 4, 3, groups=2), nn.Flatten(), nn.Linear(64, 6))
+        x = torch.randn(12, 2, 6, 6)
+    y = torch.randint(0, 6, (12,))
+    with pytest.raises(ValueError, match="no closed form"):
+        fisher_diagonal(model, x, y, method="closed")
+    params = list(model.named_parameters(remove_duplicate=False))
+    assert _rel_diff(fisher_diagonal(model, x, y), fisher_diagonal_loop(model, x, y)) < 1e-5
+    # The model keeps its very parameters (torch.func.functional_call swaps them while it runs).
+    assert all(p is q for (_, p), (_, q) in zip(params, model.named_parameters(remove_duplicate=False)))
+
+
+def test_expected_fisher_of_a_conv_model_is_the_probability_weighted_sum_over_labels():
+    model = _conv_model("cnn")
+    x = torch.randn(12, 1, 12, 12)
+    bias = _task_bias(12)
+    model.eval()
+    probs = torch.softmax(model(x) + bias, dim=-1).detach()
+    model.train()
+    reference = {n: torch.zeros_like(p) for n, p in model.named_parameters()}
+    for c in range(2):
+        for i in range(len(x)):
+            one = fisher_diagonal_loop(model, x[i : i + 1], torch.tensor([c]), bias[i : i + 1])
+            for n in reference:
+                reference[n] += probs[i, c] * one[n] / len(x)
+    assert _rel_diff(expected_fisher(model, x, bias), reference) < 1e-5
+    assert model.training

@@ -1,10 +1,14 @@
-"""The multilayer perceptron over flattened images: `depth` hidden layers of `width` units."""
+"""The multilayer perceptron over flattened inputs: `depth` hidden layers of `width` units.
+
+It flattens its input itself, so it takes flat vectors and images [B, C, H, W] alike.
+"""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 
+import torch
 from torch import nn
 
 from ..checks import Choice
@@ -28,9 +32,10 @@ class MLPConfig(ModelConfig):
 
 
 class MLP(nn.Sequential):
-    """Linear layers and activations over the input flattened to one vector per example."""
+    """An nn.Sequential of the layers (parameters "0.weight", "0.bias", ...) over the input
+    flattened to [B, features]."""
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         return super().forward(x.flatten(1))
 
 

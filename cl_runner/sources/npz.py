@@ -1,4 +1,4 @@
-"""The user's own data: one .npz file, named by data.root itself (`load("npz", "my/data.npz")`).
+"""The user's own data: one .npz file, named by dataset.path (cl-run dataset=npz dataset.path=FILE) (`load("npz", "my/data.npz")`).
 
 The file holds four arrays: x_train, y_train, x_test, y_test.
 - Images: uint8 (0-255), or float (kept as float32 and used as they are, so scale them to
@@ -30,9 +30,9 @@ NPZ_ERRORS = (ValueError, zipfile.BadZipFile, pickle.UnpicklingError)
 
 def missing(source: Source, root: Path) -> list[RemoteFile]:
     if not exists(root):
-        raise DataError(f"npz: {root} not found: data.root must be the .npz file holding {', '.join(KEYS)}")
+        raise DataError(f"npz: {root} not found: dataset.path must be the .npz file holding {', '.join(KEYS)}")
     if root.is_dir():
-        raise DataError(f"npz: data.root {root} is a folder: it must be the .npz file itself")
+        raise DataError(f"npz: dataset.path {root} is a folder: it must be the .npz file itself")
     return []
 
 
@@ -89,6 +89,6 @@ def decode(source: Source, root: Path, verify: bool) -> Arrays:
 
 
 register(Source(
-    "npz", None, None, "your own data: one .npz file with x_train, y_train, x_test, y_test (data.root is the file)",
+    "npz", None, None, "your own data: one .npz file with x_train, y_train, x_test, y_test (cl-run: dataset.path)",
     "", "yours", (), f"a .npz file holding {', '.join(KEYS)}", missing=missing, decode=decode,
 ))

@@ -4,7 +4,9 @@
   weights theta*_k with per-weight importances w_k (EWC's Fisher, SI's omega).
 - `Teacher`: a frozen copy of the model's weights and buffers, evaluated on the current model's
   structure with torch.func.functional_call (LwF's and iCaRL's old model for distillation), so
-  a checkpoint holds tensors only.
+  a checkpoint holds tensors only. It is evaluated in eval mode, as the old model it is: in
+  training mode BatchNorm would normalise with the batch's statistics and update the frozen
+  running averages in place.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 from torch.func import functional_call
+
+from ..models import evaluating
 
 
 def snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -42,5 +46,7 @@ class Teacher:
 
     @torch.no_grad()
     def logits(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        """The frozen weights' outputs for `x`, computed with `model`'s structure."""
-        return functional_call(model, self.state, (x,))
+        """The frozen weights' outputs for `x`, computed with `model`'s structure in eval mode
+        (`model`'s own modes are left as they were)."""
+        with evaluating(model):
+            return functional_call(model, self.state, (x,))

@@ -22,7 +22,8 @@ Three parts, as in the paper:
   (whose exemplars are chosen only after it), from its training set, whose mean the herded
   exemplars approximate.
 
-Features are the input of the model's last Linear layer (the penultimate representation).
+Features are the input of the model's output layer (the penultimate representation shared by
+every head under `model.head=multi`), computed in eval mode.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from torch import nn
 
 from ..checks import Choice, Node
 from ..examples import Examples
+from ..models import evaluating, output_layer
 from ..seeds import Stream
 from .anchors import Teacher
 from .base import PLUGINS, Plugin, RunContext, task_examples
@@ -66,16 +68,18 @@ class ICaRLConfig(Node):
 
 
 def features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """The input of the model's last Linear layer (its penultimate representation)."""
-    last = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
+    """The input of the model's output layer (its penultimate representation), in eval mode:
+    BatchNorm uses, and leaves alone, its running averages."""
+    last = output_layer(model)
     captured: list[torch.Tensor] = []
     handle = last.register_forward_hook(lambda module, args, out: captured.append(args[0]))
     try:
         parts = []
-        for start in range(0, len(x), _FEATURE_CHUNK):
-            captured.clear()
-            model(x[start : start + _FEATURE_CHUNK])
-            parts.append(captured[0])
+        with evaluating(model):
+            for start in range(0, len(x), _FEATURE_CHUNK):
+                captured.clear()
+                model(x[start : start + _FEATURE_CHUNK])
+                parts.append(captured[0])
     finally:
         handle.remove()
     return torch.cat(parts) if parts else x.new_zeros((0, last.in_features))
