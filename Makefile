@@ -54,8 +54,9 @@ $(addprefix exp-,$(EXPERIMENTS)): exp-%: data ## (see exp-NAME below)
 notebook: data ## All six notebook experiments, then a comparison table (notebook.md)
 	$(PYTHON) -m cl_runner.notebook $(EXPERIMENTS) -- $(ARGS)
 
-bench: data ## Speed: notebook-style baseline vs cl-runner, printed and saved to bench/results-<device>.json
+bench: data ## Speed: the training loop vs a notebook-style baseline, then whole runs vs plain PyTorch (bench/results-*.json, bench/startup-*.json)
 	$(PYTHON) bench/bench.py $(ARGS)
+	$(PYTHON) bench/startup.py $(ARGS)
 
 # Sweeps: LAUNCHER=joblib runs the jobs in parallel here; LAUNCHER=slurm (or ray_cluster)
 # runs the same sweep on a cluster (conf/hydra/launcher/). Each sweep writes into a fixed

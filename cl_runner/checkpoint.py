@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from . import timing
 from .errors import ConfigError
 from .records import replaced
 
@@ -35,6 +36,7 @@ def resumable(folder: str | os.PathLike) -> Path:
     return path
 
 
+@timing.phase("outputs")
 def save(folder: Path, state: dict) -> None:
     # Serialised in memory first: torch.save's own file writer reports a full disk as a
     # RuntimeError; Python's write gives the OSError that records.replaced turns into WriteError.

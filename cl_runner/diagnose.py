@@ -13,7 +13,6 @@ default 64-unit MLP is the case in point (the notebook's EWC uses 256 units).
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 
 DOMINANT = 10.0  # an extra term this many times the cross-entropy leaves the task no room
 
@@ -30,8 +29,9 @@ FIXES = {
 EWC_ALPHA_FOR_MLP64 = "1e7"  # measured on real MNIST, 50 epochs: task accuracies 0.901 and 0.679
 
 
-def warnings(matrix: np.ndarray, train_log: pd.DataFrame, names: list[str], chances: list[float]) -> list[str]:
-    """The problems this run's results show (none for a run with one stage, e.g. joint)."""
+def warnings(matrix: np.ndarray, train_log, names: list[str], chances: list[float]) -> list[str]:
+    """The problems this run's results show (none for a run with one stage, e.g. joint).
+    `train_log`: train_log.csv's rows, as a `cl_runner.table.Table` or a pandas DataFrame."""
     matrix = np.asarray(matrix)
     if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1] or matrix.shape[0] < 2:
         return []
@@ -41,18 +41,20 @@ def warnings(matrix: np.ndarray, train_log: pd.DataFrame, names: list[str], chan
         own, chance = float(matrix[task, task]), chances[task]
         if own >= chance + (1 - chance) / 2:
             continue  # learnt (at least half way from chance to perfect)
-        rows = train_log[train_log["train_task"] == task]
+        rows = train_log[np.asarray(train_log["train_task"]) == task]
+        ce = np.asarray(rows["ce"], dtype=float)
         for term in terms:
-            ratio = rows[term] / rows["ce"].where(rows["ce"] > 0)
-            if ratio.isna().all() or ratio.max() < DOMINANT:
+            values = np.asarray(rows[term], dtype=float)
+            ratio = np.divide(values, ce, out=np.full_like(values, np.nan), where=ce > 0)
+            if np.isnan(ratio).all() or np.nanmax(ratio) < DOMINANT:
                 continue
-            worst = rows.loc[ratio.idxmax()]
+            worst = int(np.nanargmax(ratio))
             fix = FIXES.get(term, f"lower the weight of the {term} term").format(ewc_alpha=EWC_ALPHA_FOR_MLP64)
             found.append(
                 f"warning: task {task} ({names[task]}) was not learnt: {own:.3f} test accuracy right after its own "
                 f"training (chance {chance:.3f}), while the {term} term outweighed the cross-entropy "
-                f"{ratio.max():,.0f} times ({_amount(worst[term])} vs {_amount(worst['ce'])} in epoch {int(worst['epoch'])}): "
-                f"the penalty held the weights in place; {fix}"
+                f"{np.nanmax(ratio):,.0f} times ({_amount(values[worst])} vs {_amount(ce[worst])} in epoch "
+                f"{int(np.asarray(rows['epoch'])[worst])}): the penalty held the weights in place; {fix}"
             )
     return found
 

@@ -2,7 +2,9 @@
 
 `ConfigError` (exit 2) is raised before any data is loaded; `DataError` (exit 3) when
 the data folder is missing or a file fails its checksum; `WriteError` (exit 5) when the run
-folder cannot take the results (a full disk, a folder made read-only or removed). Anything
+folder cannot take the results (a full disk, a folder made read-only or removed);
+`LaunchError` (exit 6) when a sweep's cluster launcher cannot submit or reach its jobs (sbatch
+refuses them, no Ray cluster answers). Anything
 else that stops a run after it started (divergence, interruption) is reported in
 `summary.json`.
 """
@@ -16,6 +18,7 @@ EXIT_CONFIG = 2
 EXIT_DATA = 3
 EXIT_FAILED = 4  # the run started and failed (e.g. diverged)
 EXIT_WRITE = 5  # results could not be written
+EXIT_LAUNCH = 6  # a cluster launcher could not submit the sweep's jobs
 EXIT_INTERRUPTED = 130  # SIGINT / SIGTERM, as shells report Ctrl-C
 
 
@@ -54,3 +57,10 @@ class WriteError(UserError):
     def __init__(self, path: os.PathLike | str, err: OSError):
         self.path, self.reason = os.path.abspath(path), err.strerror or str(err)
         super().__init__(f"results could not be written: {self.path}: {self.reason}")
+
+
+class LaunchError(UserError):
+    """A sweep's launcher (Slurm, Ray) refused or could not reach the cluster: names the launcher
+    and the cluster's own first line of explanation."""
+
+    exit_code = EXIT_LAUNCH

@@ -33,21 +33,25 @@ from torch.func import functional_call, grad, vmap
 from .layer_fisher import fits, has_closed_form, squared_gradient_sums
 from .models import evaluating
 
-# Examples per forward pass: flat inputs (an MLP's) are cheap; images go through conv layers
-# whose activations, kept for the backward pass, are far larger than the input.
+# Examples per forward pass: a model of linear layers only (an MLP) is cheap; conv layers keep
+# activations for the backward pass far larger than the input.
 FLAT_CHUNK, IMAGE_CHUNK = 4096, 256
 # Per-example gradients the vmap fallback holds at once, in numbers (64 MiB of float32).
 VMAP_BUDGET = 2**24
 
 
-def _default_chunk(x: torch.Tensor) -> int:
-    return FLAT_CHUNK if x.dim() == 2 else IMAGE_CHUNK
+def _linear_only(model: nn.Module) -> bool:
+    return all(isinstance(m, nn.Linear) for m in model.modules() if any(True for _ in m.parameters(recurse=False)))
+
+
+def _default_chunk(model: nn.Module) -> int:
+    return FLAT_CHUNK if _linear_only(model) else IMAGE_CHUNK
 
 
 @torch.no_grad()
 def _probabilities(model: nn.Module, x: torch.Tensor, logit_bias: torch.Tensor) -> torch.Tensor:
-    """The model's predictive distribution (eval mode), chunk by chunk."""
-    chunk = _default_chunk(x)
+    """The model's predictive distribution (eval mode), chunk by chunk (an MLP: in one pass)."""
+    chunk = max(len(x), 1) if _linear_only(model) else IMAGE_CHUNK
     logit_bias = logit_bias.expand(len(x), -1)
     with evaluating(model):
         return torch.cat([torch.softmax(model(x[i : i + chunk]) + logit_bias[i : i + chunk], dim=-1)
@@ -152,7 +156,7 @@ def fisher_diagonal(
     logit_bias = logit_bias.expand(len(x), -1)
     if weights is None:
         weights = torch.ones(len(x), device=x.device)
-    chunk = chunk or _default_chunk(x)
+    chunk = chunk or _default_chunk(model)
     sums = None
     with evaluating(model):
         if method != "vmap" and has_closed_form(model):

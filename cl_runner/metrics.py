@@ -17,20 +17,32 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
+
+from .table import Table
 
 
-def accuracy_matrix(metrics: pd.DataFrame, split: str = "test") -> np.ndarray:
-    """Rows: each trained task (its last evaluated epoch); columns: every task."""
-    rows = metrics[(metrics["split"] == split) & (metrics["train_task"] >= 0)]
-    last = rows.groupby("train_task")["epoch"].transform("max") == rows["epoch"]
-    table = rows[last].pivot_table(index="train_task", columns="eval_task", values="acc")
-    return table.sort_index().sort_index(axis=1).to_numpy()
+def accuracy_matrix(metrics, split: str = "test") -> np.ndarray:
+    """Rows: each trained task (its last evaluated epoch); columns: every task evaluated then.
+    `metrics`: the rows of metrics.csv, as a `cl_runner.table.Table` or a pandas DataFrame."""
+    train, evaluated, epoch, acc = (np.asarray(metrics[c]) for c in ("train_task", "eval_task", "epoch", "acc"))
+    rows = (np.asarray(metrics["split"]) == split) & (train >= 0)
+    last = np.zeros_like(rows)
+    for task in np.unique(train[rows]):
+        of_task = rows & (train == task)
+        last |= of_task & (epoch == epoch[of_task].max())
+    tasks, columns = np.unique(train[last]), np.unique(evaluated[last])
+    sums, counts = np.zeros((len(tasks), len(columns))), np.zeros((len(tasks), len(columns)))
+    i, j = np.searchsorted(tasks, train[last]), np.searchsorted(columns, evaluated[last])
+    np.add.at(sums, (i, j), acc[last])
+    np.add.at(counts, (i, j), 1)
+    with np.errstate(invalid="ignore"):  # a task not evaluated then: NaN
+        return sums / counts  # the mean where a row repeats, as a pivot table takes it
 
 
-def initial_accuracy(metrics: pd.DataFrame, split: str = "test") -> np.ndarray | None:
-    rows = metrics[(metrics["split"] == split) & (metrics["train_task"] == -1)].sort_values("eval_task")
-    return rows["acc"].to_numpy() if len(rows) else None
+def initial_accuracy(metrics, split: str = "test") -> np.ndarray | None:
+    """The untrained model's accuracy on every task (train_task -1), or None."""
+    rows = metrics[(np.asarray(metrics["split"]) == split) & (np.asarray(metrics["train_task"]) == -1)]
+    return np.asarray(rows.sort_values("eval_task")["acc"]) if len(rows) else None
 
 
 def summarize(matrix: np.ndarray, initial: np.ndarray | None = None) -> dict[str, float | None]:
@@ -55,6 +67,6 @@ def summarize(matrix: np.ndarray, initial: np.ndarray | None = None) -> dict[str
 
 def from_csv(path: str | Path) -> dict:
     """The accuracy matrix and its summary for a run's metrics.csv."""
-    metrics = pd.read_csv(path)
+    metrics = Table.read_csv(path)
     matrix = accuracy_matrix(metrics)
     return {"accuracy_matrix": matrix.tolist(), **summarize(matrix, initial_accuracy(metrics))}

@@ -19,7 +19,6 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
@@ -53,9 +52,9 @@ def _put_title(fig: Figure, text: str) -> None:
     fig.suptitle(text, fontsize=10, y=1 - 0.08 / fig.get_figheight(), va="top")
 
 
-def _stage_starts(train_log: pd.DataFrame) -> dict[int, int]:
+def _stage_starts(train_log) -> dict[int, int]:
     """The run epoch each stage's training starts after (0 for the first)."""
-    return (train_log.groupby("train_task")["global_epoch"].min() - 1).astype(int).to_dict()
+    return {int(stage): int(np.min(rows["global_epoch"])) - 1 for stage, rows in train_log.groupby("train_task")}
 
 
 def _task_starts(info: RunInfo, stage_starts: dict[int, int]) -> list[int | None]:
@@ -65,29 +64,34 @@ def _task_starts(info: RunInfo, stage_starts: dict[int, int]) -> list[int | None
     return [stage_starts.get(0)] * len(info.task_names)  # a joint stage trains every task at once
 
 
-def _draw_training(ax, train_log: pd.DataFrame, info: RunInfo, colours: list) -> list[Line2D]:
+def _draw_training(ax, train_log, info: RunInfo, colours: list) -> list[Line2D]:
     """Each stage's training loss and loss terms; return the legend entries of the line styles."""
     terms = [c for c in train_log.columns if c not in _LOG_COLUMNS]
     if terms == ["ce"]:
         terms = []  # the total is the cross-entropy
-    points = bool(len(train_log)) and train_log.groupby("train_task").size().min() == 1
+    stages = list(train_log.groupby("train_task"))
+    points = bool(stages) and min(len(rows) for _, rows in stages) == 1
     styles = {t: dict(linestyle=line, marker=marker if points else None, markersize=4)
               for t, (line, marker) in zip(terms, _TERM_STYLES * len(terms))}
     total = dict(linewidth=3, alpha=0.35) if terms else dict(linewidth=1.6)  # terms stay visible on top of it
     total.update(marker="o" if points else None, markersize=7 if terms else 4)
-    positive = train_log["loss"][train_log["loss"] > 0]
+    losses = np.asarray(train_log["loss"], dtype=float)
+    positive = losses[losses > 0]
     # A penalty such as EWC's can start orders of magnitude above the cross-entropy; on a
     # linear axis every other curve would then be a flat line at zero.
     log = bool(len(positive)) and positive.max() > 100 * positive.min()
     sequential = info.stage_names == info.task_names
-    for stage, rows in train_log.groupby("train_task"):
+    for stage, rows in stages:
         colour = colours[stage] if sequential and stage < len(colours) else "black"
-        ax.plot(rows["global_epoch"], rows["loss"], color=colour, gid=f"loss stage {stage}", **total)
+        epochs = np.asarray(rows["global_epoch"])
+        ax.plot(epochs, np.asarray(rows["loss"], dtype=float), color=colour, gid=f"loss stage {stage}", **total)
         for term in terms:
-            if (rows[term] == 0).all():
+            values = np.asarray(rows[term], dtype=float)
+            if (values == 0).all():
                 continue  # a term that is zero for a whole task (EWC's in task 0) is not a curve
-            values = rows[term].where(rows[term] > 0) if log else rows[term]  # log(0) is no value
-            ax.plot(rows["global_epoch"], values, color=colour, linewidth=1.3, gid=f"{term} stage {stage}", **styles[term])
+            if log:
+                values = np.where(values > 0, values, np.nan)  # log(0) is no value
+            ax.plot(epochs, values, color=colour, linewidth=1.3, gid=f"{term} stage {stage}", **styles[term])
     # Headroom above the curves for the task labels along the top.
     if log:
         ax.set_yscale("log")
@@ -104,23 +108,26 @@ def _draw_training(ax, train_log: pd.DataFrame, info: RunInfo, colours: list) ->
             Line2D([], [], color="black", linewidth=1.3, label=t, **styles[t]) for t in terms]
 
 
-def _draw_evaluation(axes, metrics: pd.DataFrame, starts: list[int | None], colours: list) -> None:
+def _draw_evaluation(axes, metrics, starts: list[int | None], colours: list) -> None:
     """Validation curves (dashed before the task's own training) and test points, per task."""
-    val = metrics[metrics["split"] == "val"].sort_values("global_epoch")
-    test = metrics[metrics["split"] == "test"]
+    split = np.asarray(metrics["split"])
+    val = metrics[split == "val"].sort_values("global_epoch")
+    test = metrics[split == "test"]
     tests = dict(list(test.groupby("eval_task")))
     for task, rows in val.groupby("eval_task"):
         colour, start = colours[task], starts[task]
-        before = rows if start is None else rows[rows["global_epoch"] <= start]
-        after = rows.iloc[:0] if start is None else rows[rows["global_epoch"] >= start]
-        points = tests.get(task, test.iloc[:0])
+        epochs = np.asarray(rows["global_epoch"])
+        before = rows if start is None else rows[epochs <= start]
+        after = rows[np.zeros(len(rows), dtype=bool) if start is None else epochs >= start]
+        points = tests.get(task, test[np.zeros(len(test), dtype=bool)])
         for ax, column in zip(axes, ("loss", "acc")):
             if len(before) > 1:
-                ax.plot(before["global_epoch"], before[column], color=colour, linestyle="--", linewidth=1, alpha=0.7,
-                        gid=f"val before task {task}")
-            ax.plot(after["global_epoch"], after[column], color=colour, linewidth=1.6, gid=f"val task {task}")
-            ax.plot(points["global_epoch"], points[column], linestyle="none", marker="o", markersize=4, gid=f"test task {task}",
-                    color=colour, markeredgecolor="black", markeredgewidth=0.5)
+                ax.plot(np.asarray(before["global_epoch"]), np.asarray(before[column]), color=colour, linestyle="--",
+                        linewidth=1, alpha=0.7, gid=f"val before task {task}")
+            ax.plot(np.asarray(after["global_epoch"]), np.asarray(after[column]), color=colour, linewidth=1.6,
+                    gid=f"val task {task}")
+            ax.plot(np.asarray(points["global_epoch"]), np.asarray(points[column]), linestyle="none", marker="o",
+                    markersize=4, gid=f"test task {task}", color=colour, markeredgecolor="black", markeredgewidth=0.5)
 
 
 def _mark_stages(axes, stage_starts: dict[int, int], info: RunInfo) -> None:
@@ -151,8 +158,9 @@ def _legend(fig: Figure, info: RunInfo, colours: list, extra: list[Line2D], anch
     fig.legend(handles=handles, loc="upper left", bbox_to_anchor=anchor, fontsize=8, frameon=False)
 
 
-def plot_curves(metrics: pd.DataFrame, train_log: pd.DataFrame, info: RunInfo, path: Path) -> Figure:
-    """curves.png from a run's metrics.csv and train_log.csv tables."""
+def plot_curves(metrics, train_log, info: RunInfo, path: Path) -> Figure:
+    """curves.png from a run's metrics.csv and train_log.csv tables (`cl_runner.table.Table`s
+    or pandas DataFrames)."""
     # A fixed layout, computed here: matplotlib's automatic layouts double the drawing time.
     width, height, legend_width = 12.0, 10.0, 2.0
     fig = Figure(figsize=(width, height))

@@ -67,6 +67,12 @@ def _check_schema(cfg: DictConfig, schema: DictConfig, overrides: list[str], pre
             _check_schema(sub, sub_schema, overrides, f"{prefix}{key}.")
 
 
+# Configs that Hydra plugins bring (`hydra/launcher=slurm` and `ray_cluster` build on the
+# first two), by the extra of pyproject.toml that installs the plugin.
+PLUGIN_EXTRAS = {"hydra/launcher/submitit_slurm": "slurm", "hydra/launcher/submitit_local": "slurm",
+                 "hydra/launcher/ray": "ray", "hydra/launcher/joblib": "joblib", "hydra/sweeper/optuna": "optuna"}
+
+
 def as_user_error(err: Exception, overrides: list[str] = ()) -> UserError:
     """A composition error as a UserError of one line (a ConfigError where the key is known)."""
     cause = err.__cause__ or err
@@ -85,6 +91,10 @@ def one_line(err: Exception, overrides: list[str] = ()) -> str:
     missing = re.search(r"Could not (?:find|load) '([^']+)/([^'/]+)'", text)
     if isinstance(err, MissingConfigException) and missing:
         group, value = missing.groups()
+        extra = PLUGIN_EXTRAS.get(f"{group}/{value}")
+        if extra is not None:  # a Hydra plugin's config, missing because the plugin is
+            return (f"invalid config: {group}={value!r} needs the {extra!r} extra, not installed here: "
+                    f"pip install 'cl-runner[{extra}]' (from a clone: pip install -e '.[{extra}]')")
         options = re.findall(r"^\t(\S+)$", text, flags=re.M)
         if not options:
             options = GlobalHydra.instance().config_loader().get_group_options(group)

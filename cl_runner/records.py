@@ -19,6 +19,7 @@ import os
 from contextlib import contextmanager
 from pathlib import Path
 
+from . import timing
 from .errors import WriteError
 
 METRIC_COLUMNS = ["train_task", "epoch", "eval_task", "split", "loss", "acc", "global_epoch", "examples"]
@@ -100,6 +101,7 @@ class RunLogs:
         self.train = CsvLog(out / "train_log.csv", ["train_task", "epoch", "global_epoch", "loss", *term_names, "seconds"], keep)
         self.trackers = None  # cl_runner.trackers.Trackers, once the run has started them
 
+    @timing.phase("outputs")
     def epoch(self, train_row: dict | None, eval_rows: list[dict]) -> None:
         """An epoch's rows, back to back, after its evaluation: a Ctrl-C during training or
         evaluation leaves the epoch out of both files, never in one only. `train_row` is None
@@ -135,6 +137,16 @@ def write_json(path: Path, data: dict, in_place_if_full: bool = False) -> None:
                 f.write(text)
         except OSError as err:
             raise WriteError(path, err) from None
+
+
+def write_matrix(matrix, path: Path) -> None:
+    """accuracy_matrix.csv: a header `after_task,task_0,...`, then one row per trained task
+    (a task not evaluated then: an empty field)."""
+    with open(path, "w", newline="") as file:
+        writer = csv.writer(file, lineterminator="\n")
+        writer.writerow(["after_task", *(f"task_{j}" for j in range(len(matrix[0])))])
+        for i, row in enumerate(matrix):
+            writer.writerow([i, *("" if value != value else repr(float(value)) for value in row)])  # NaN != NaN
 
 
 def check_writable(folder: Path) -> None:

@@ -20,19 +20,19 @@ import signal
 import time
 from pathlib import Path
 
-import pandas as pd
 import torch
 from omegaconf import OmegaConf
 from tqdm import tqdm
 
-from . import benchmarks, checkpoint, diagnose, interrupts, metrics, models, plots, resume, run_info, schedule, trackers
+from . import benchmarks, checkpoint, diagnose, interrupts, metrics, models, plots, resume, run_info, schedule, timing, trackers
 from .config import save_config, validate
 from .context import RunContext
 from .device import resolve_device, setup_torch
 from .optim import build_optimizer, build_schedule
 from .errors import WriteError
-from .records import RunLogs, check_writable, replaced, write_json
+from .records import RunLogs, check_writable, replaced, write_json, write_matrix
 from .seeds import Stream
+from .table import Table
 from .strategies import build_plugins
 from .trainer import evaluate, train_epoch
 
@@ -48,6 +48,7 @@ def run(cfg, output_dir: str | Path, overrides: list[str] = ()) -> dict:
     """Train and evaluate one configured experiment; return the summary (also in summary.json).
     With `cfg.resume` set, continue that run in its own folder instead, with its saved config
     and the command line's `overrides` that cannot change its results (`resume.prepare`)."""
+    timing.run_started()
     applied = None
     if cfg.get("resume"):
         cfg, output_dir, applied = resume.prepare(cfg, list(overrides))
@@ -57,9 +58,11 @@ def run(cfg, output_dir: str | Path, overrides: list[str] = ()) -> dict:
     device = resolve_device(cfg.device)
     setup_torch(cfg.seed, device, bool(cfg.train.tf32), bool(cfg.deterministic))
 
-    bench = benchmarks.build(cfg, device)
+    with timing.phase("data"):
+        bench = benchmarks.build(cfg, device)
     torch.manual_seed(cfg.seed)  # the initial weights do not depend on how the data was drawn
-    net = models.build(cfg.model, bench.input_shape, bench.num_outputs, device, heads=[t.classes for t in bench.tasks])
+    with timing.phase("model"):
+        net = models.build(cfg.model, bench.input_shape, bench.num_outputs, device, heads=[t.classes for t in bench.tasks])
     model = benchmarks.Prepared(bench.prepare, net)  # the data's own input preparation in front
     ctx = RunContext(cfg, bench, model, None, device, forward=torch.compile(model) if cfg.train.compile else None,
                      plugins=build_plugins(cfg), out=out)
@@ -68,7 +71,7 @@ def run(cfg, output_dir: str | Path, overrides: list[str] = ()) -> dict:
     if state is not None:
         notice.info("resuming %s after task %d%s", out, state["completed_stage"],
                     f"; applied {' '.join(applied)}" if applied else "")
-    log.info("run folder %s; device %s; %s", out, device, _settings(cfg))
+    log.info("run folder %s; device %s (%d CPU threads); %s", out, device, torch.get_num_threads(), _settings(cfg))
     return _train_all(ctx, state)
 
 
@@ -79,6 +82,7 @@ def _settings(cfg) -> str:
             f"{cfg.dataset.name}, scenario {cfg.scenario}, {length} per task, seed {cfg.seed}")
 
 
+@timing.phase("model")  # the first one imports much of torch (torch._dynamo)
 def _new_optimizer(ctx: RunContext) -> torch.optim.Optimizer:
     return build_optimizer(ctx.cfg, ctx.model.parameters())
 
@@ -139,6 +143,7 @@ def _train_all(ctx: RunContext, state: dict | None) -> dict:
     return _finish(ctx, summary, task_seconds, final=True)
 
 
+@timing.phase("evaluation")
 def _eval_rows(ctx: RunContext, epoch: int, global_epoch: int, splits: tuple[str, ...]) -> list[dict]:
     """metrics.csv rows of every task on each split, for the model after `ctx.task`'s `epoch`."""
     results = {split: evaluate(ctx, split, ctx.cfg.train.eval_batch_size) for split in splits}
@@ -155,6 +160,7 @@ def _epochs_of(train, stage: int) -> int:
     return int(train.epochs[stage]) if OmegaConf.is_list(train.epochs) else int(train.epochs)
 
 
+@timing.phase("training")  # less the evaluation and logging inside, counted as theirs
 def _train_stage(ctx: RunContext, stage: schedule.Stage, global_epoch: int) -> tuple[int, list[float]]:
     """Train one stage to its end; return the run's epoch count after it, and the test
     accuracy of every task at its end."""
@@ -218,6 +224,7 @@ def _peak_memory(device: torch.device) -> dict:
     return out
 
 
+@timing.phase("outputs")
 def _finish(ctx: RunContext, summary: dict, task_seconds: list[float], final: bool) -> dict:
     """Close the logs, add the results and the end-of-run checks to the summary, write
     summary.json, then draw the figures. After a failure or an interruption (`final` false)
@@ -230,13 +237,13 @@ def _finish(ctx: RunContext, summary: dict, task_seconds: list[float], final: bo
         summary.update(plugin.summary())
     try:
         ctx.logs.close()
-        table, train_table = pd.read_csv(out / "metrics.csv"), pd.read_csv(out / "train_log.csv")
+        table, train_table = Table.read_csv(out / "metrics.csv"), Table.read_csv(out / "train_log.csv")
         matrix = _add_results(ctx, summary, table, train_table) if final else None
     except WriteError:
         if final:
             raise
         table = matrix = None
-    except (OSError, pd.errors.ParserError) as err:  # the folder removed, or a log cut short
+    except (OSError, ValueError) as err:  # the folder removed, or a log cut short
         if final:
             raise WriteError(out, err if isinstance(err, OSError) else OSError(str(err))) from None
         table = matrix = None
@@ -255,7 +262,7 @@ def _finish(ctx: RunContext, summary: dict, task_seconds: list[float], final: bo
     return summary
 
 
-def _add_results(ctx: RunContext, summary: dict, table: pd.DataFrame, train_table: pd.DataFrame):
+def _add_results(ctx: RunContext, summary: dict, table: Table, train_table: Table):
     """The final accuracies, the accuracy matrix and its metrics, and the end-of-run checks;
     returns the matrix (None when no task finished)."""
     if not ((table["train_task"] >= 0).any() and (table["split"] == "test").any()):
@@ -272,11 +279,11 @@ def _add_results(ctx: RunContext, summary: dict, table: pd.DataFrame, train_tabl
     for line in summary["warnings"]:
         log.warning(line)
     with replaced(ctx.out / "accuracy_matrix.csv") as tmp:
-        pd.DataFrame(matrix, columns=[f"task_{j}" for j in range(matrix.shape[1])]).rename_axis("after_task").to_csv(tmp)
+        write_matrix(matrix, tmp)
     return matrix
 
 
-def _draw_figures(ctx: RunContext, summary: dict, tables: tuple[pd.DataFrame, pd.DataFrame], matrix) -> None:
+def _draw_figures(ctx: RunContext, summary: dict, tables: tuple[Table, Table], matrix) -> None:
     """The figures, titled with the run's identity and results, each drawn to a temporary file
     and renamed: never half a PNG."""
     table, train_table = tables

@@ -14,7 +14,8 @@ folder holding them). A folder holding only what Hydra writes first (`.hydra/`,
 
 `release(claim)` drops the lock. A run that wrote no results (it failed or was interrupted
 before training) leaves nothing behind: the files Hydra put there and the folders this
-process created are removed; a folder that existed before is never removed.
+process created are removed; a folder that existed before is never removed. A cluster
+launcher's own logs (`LAUNCHER_FILES`) stay, with the folders holding them.
 """
 
 from __future__ import annotations
@@ -31,7 +32,10 @@ LOCK = ".cl-run.lock"
 HYDRA_FILES = (".hydra", "cl-run.log")  # written by Hydra before the run starts
 RESULT_FILES = ("summary.json", "metrics.csv", "train_log.csv", "config.yaml", "checkpoint.pt",
                 "accuracy_matrix.csv", "accuracy_matrix.png", "curves.png")
-SWEEP_FILES = ("multirun.yaml", "optimization_results.yaml", ".submitit")  # a sweep folder's own
+SWEEP_FILES = ("multirun.yaml", "optimization_results.yaml")  # a sweep folder's own
+# A cluster launcher's job scripts and logs (submitit's): kept even when no run started, as
+# they say why (the script sbatch refused, a job's traceback on the node).
+LAUNCHER_FILES = (".submitit",)
 
 
 @dataclass(frozen=True)
@@ -251,7 +255,7 @@ def _discard(held_claim: Claim) -> None:
     for name in HYDRA_FILES:
         _remove(folder / name)
     if held_claim.target.sweep:
-        for name in set(os.listdir(folder)) - held_claim.existing:
+        for name in set(os.listdir(folder)) - held_claim.existing - set(LAUNCHER_FILES):
             if name in SWEEP_FILES:
                 _remove(folder / name)
             elif (folder / name).is_dir() and not (folder / name).is_symlink():

@@ -32,8 +32,8 @@ def data_dir(tmp_path_factory):
     write_cifar(root / "cifar10", "cifar10", as_archive=True, per_class=4)  # 4 per class in each of 5 batches
     write_cifar(root / "cifar100", "cifar100", as_archive=False, per_class=8)
     rng = np.random.default_rng(0)
-    np.savez(root / "own.npz", x_train=rng.integers(0, 256, (60, 12, 12, 3), dtype=np.uint8),
-             y_train=np.arange(60) % 6, x_test=rng.integers(0, 256, (30, 12, 12, 3), dtype=np.uint8),
+    np.savez(root / "own.npz", x_train=rng.integers(0, 256, (60, 16, 16, 3), dtype=np.uint8),
+             y_train=np.arange(60) % 6, x_test=rng.integers(0, 256, (30, 16, 16, 3), dtype=np.uint8),
              y_test=np.arange(30) % 6)
     return root
 
@@ -74,7 +74,7 @@ def test_cifar100_in_twenty_tasks_and_a_custom_split(data_dir):
 
 def test_npz_of_the_users_own_data(data_dir):
     bench = _bench(data_dir, "dataset=npz", f"dataset.path={data_dir}/own.npz", "dataset.num_tasks=3")
-    assert bench.input_shape == (3, 12, 12) and [t.classes for t in bench.tasks] == [[0, 1], [2, 3], [4, 5]]
+    assert bench.input_shape == (3, 16, 16) and [t.classes for t in bench.tasks] == [[0, 1], [2, 3], [4, 5]]
     with pytest.raises(ConfigError, match="dataset.tasks"):  # classes known only once the file is read
         _bench(data_dir, "dataset=npz", f"dataset.path={data_dir}/own.npz", "dataset.tasks=[[0,1],[2,7]]")
 
@@ -177,3 +177,30 @@ def test_every_data_set_trains_end_to_end(data_dir, tmp_path, preset):
         overrides += ["dataset.augment=true", "optimizer=sgd", "optimizer.momentum=0.9", "train.lr_schedule=cosine"]
     summary = run(compose_cfg(overrides), tmp_path / "run")
     assert summary["status"] == "completed" and len(summary["final_test_acc"]) == len(summary["tasks"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["mlp", "cnn", "resnet18"])
+@pytest.mark.parametrize("preset", ["split_fashion_mnist", "split_kmnist", "split_cifar10", "split_cifar100", "npz",
+                                    "permuted_mnist"])
+def test_every_data_set_with_every_model(data_dir, tmp_path, preset, model):
+    overrides = [f"data.root={data_dir}/${{dataset.source}}", *QUICK, f"dataset={preset}", f"model={model}",
+                 "model.width=8", "strategy=ewc", "ewc.fisher_samples=16",  # EWC: the Fisher of every model kind
+                 "dataset.num_tasks=2"]  # two tasks are enough to exercise every stage of a run
+    if preset == "npz":
+        overrides += [f"dataset.path={data_dir}/own.npz"]
+    if preset == "permuted_mnist":  # the fashion stand-in, permuted: a 28x28 grey source
+        overrides += ["dataset.source=fashion_mnist"]
+    summary = run(compose_cfg(overrides), tmp_path / "run")
+    assert summary["status"] == "completed" and summary["ewc_penalties"] == len(summary["tasks"]) - 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("preset, data", [("seq_cifar10_der", "cifar10"), ("seq_mnist_online", "kmnist")])
+def test_published_protocol_presets_run(data_dir, tmp_path, preset, data):
+    cfg = compose_cfg([f"experiment={preset}", f"data.root={data_dir}/{data}", f"dataset.source={data}",
+                       "data.verify=false", "data.download=false", "train.iterations=2", "train.progress=false",
+                       "device=cpu", "model.width=8" if preset.startswith("seq_cifar") else "model.width=16"])
+    assert (cfg.optimizer.name, cfg.strategy.name) == ("sgd", "der")
+    summary = run(cfg, tmp_path / "run")
+    assert summary["status"] == "completed" and summary["der_memory_examples"] > 0

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import importlib.util
 import json
 import math
 import os
@@ -157,6 +158,21 @@ def test_unknown_key_names_the_allowed_keys_and_the_near_miss(tmp_path):
 def test_unknown_group_option_lists_the_choices(tmp_path):
     line = one_line(cli("strategy=foo", f"hydra.run.dir={tmp_path / 'run'}").stderr)
     assert "'foo'" in line and "naive" in line and "ewc" in line, line
+
+
+def test_a_plugin_preset_without_its_extra_names_the_extra(tmp_path):
+    """`hydra/sweeper=optuna` needs the optuna extra, which no make target installs: where it is
+    missing, the line names the pip command; where a user installed it, the sweep is accepted."""
+    result = cli("-m", "hydra/sweeper=optuna", "hydra.sweeper.n_trials=1", "train.iterations=1",
+                 "data.verify=false", f"hydra.sweep.dir={tmp_path / 'sweep'}", "data.root=/nonexistent")
+    if importlib.util.find_spec("hydra_plugins.hydra_optuna_sweeper") is None:
+        assert result.returncode == 2
+        assert one_line(result.stderr) == ("cl-run: error: invalid config: hydra/sweeper='optuna' needs the 'optuna' "
+                                           "extra, not installed here: pip install 'cl-runner[optuna]' (from a "
+                                           "clone: pip install -e '.[optuna]')")
+    else:  # composed and started: the run then stops at the missing data folder
+        assert "extra" not in result.stderr and "Traceback" not in result.stderr, result.stderr
+        assert "/nonexistent" in result.stderr, result.stderr
 
 
 @pytest.mark.parametrize("where", ["under a file", "in /proc"])

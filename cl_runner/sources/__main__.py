@@ -1,7 +1,8 @@
 """`python -m cl_runner.sources NAME [FOLDER] [--mirror DIR_OR_URL]`: fetch what is missing, then check it all.
 
 `make data DATASET=NAME` runs this. Exit 0 when the data set is complete and passes its
-checksums; exit 3 with one line on stderr when it cannot be had. `--list` shows the sources.
+checksums (always read and checked in full here; the runs' cache of decoded arrays is
+rewritten); exit 3 with one line on stderr when it cannot be had. `--list` shows the sources.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("give a data set NAME (or --list)")
     folder = Path(args.folder or f"data/{args.name}").expanduser().absolute()
     try:
-        arrays = load(args.name, folder, download=True, verify=True, mirror=args.mirror)
+        arrays = load(args.name, folder, download=True, verify=True, mirror=args.mirror, cached=False)
     except DataError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(EXIT_DATA)

@@ -52,8 +52,8 @@ class Source:
     expects: str  # what the data folder must hold, in words (for "not found" messages)
     # missing(source, root) -> the files to download; raises DataError if root is unusable.
     missing: Callable[[Source, Path], list[RemoteFile]] = field(repr=False, compare=False)
-    # decode(source, root, verify) -> Arrays: the one place where files become arrays, so a later
-    # cache (decoded arrays beside the data, keyed by size and a fast hash) wraps only this.
+    # decode(source, root, verify) -> Arrays: the one place where files become arrays, so the
+    # cache of decoded arrays beside the data (cache.py) wraps only this.
     decode: Callable[[Source, Path, bool], Arrays] = field(repr=False, compare=False)
 
     @property

@@ -1,0 +1,147 @@
+"""Decoded arrays kept beside the data, so a run reads them in milliseconds instead of
+decompressing, checksumming and parsing the published files every time.
+
+`decoded(source, root, verify)` returns `source.decode(source, root, verify)`, from the cache
+folder `root/.cl-runner-cache/` when it is valid, else decoding and (re)writing it. It is
+valid only when all of these hold, so it is never trusted blindly:
+
+- its manifest names this source and this cache format;
+- the data folder's files have the same names, sizes, modification and status change times
+  as when it was built (replacing, touching, adding or removing any file there rebuilds it);
+- it was built with the checksums checked, when this run asks for them (data.verify=true);
+- every array file has the recorded size, and its bytes the recorded CRC-32 (a fast hash:
+  about 10 ms for all of MNIST), so a damaged cache file is caught and rebuilt.
+
+Within one process (a sweep's runs, one after the other) the arrays read last are kept and
+copied out again while the data folder's files stay as they were.
+
+Writing is best effort: a read-only data folder (a shared copy) or a full disk just means no
+cache. Array files are named by their content's hash and the manifest, naming them, is
+replaced last and atomically, so runs building the cache at once never read a mix.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import zlib
+from dataclasses import fields
+from pathlib import Path
+
+import numpy as np
+
+from .registry import Arrays, Source
+
+log = logging.getLogger(__name__)
+
+FOLDER = ".cl-runner-cache"
+MANIFEST = "manifest.json"
+FORMAT = 1  # bump when the arrays a decode returns change meaning
+
+
+def decoded(source: Source, root: Path, verify: bool, read: bool = True) -> Arrays:
+    """The source's arrays from the cache when it is valid, else decoded (and cached).
+    read=False: decode (and check) the files whatever the cache holds, then rewrite it."""
+    if not root.is_dir():  # a single file (npz): numpy reads it as fast as a cache would
+        return source.decode(source, root, verify)
+    folder = root / FOLDER
+    inputs = _inputs(root)
+    key = (source.name, str(root), verify)
+    if read and key in _LOADED and _LOADED[key][0] == inputs:
+        return _copy(_LOADED[key][1])
+    arrays = _read(folder, source, inputs, verify) if read else None
+    if arrays is None:
+        arrays = source.decode(source, root, verify)
+        _write(folder, source, inputs, verify, arrays)
+    _LOADED.clear()  # one data set kept: a sweep's runs share theirs, a process holds one copy
+    _LOADED[key] = inputs, arrays
+    return _copy(arrays)
+
+
+# The arrays this process read last, with the data folder's files as they were: the runs of a
+# sweep in one process (Hydra's basic launcher) take copies instead of reading them again.
+_LOADED: dict[tuple, tuple[dict, Arrays]] = {}
+
+
+def _copy(arrays: Arrays) -> Arrays:
+    """Copies, so that no run can change what the next one reads."""
+    return Arrays(**{k: v.copy() if isinstance(v, np.ndarray) else v for k, v in _items(arrays)})
+
+
+def _items(arrays: Arrays) -> list[tuple[str, object]]:
+    return [(f.name, getattr(arrays, f.name)) for f in fields(arrays)]  # not asdict: it deep-copies
+
+
+def _inputs(root: Path) -> dict[str, list[int]]:
+    """Path -> [size, modification time, status change time (ns)] of every file under the data
+    folder. The change time cannot be set back (a copy keeping the modification time, such as
+    `rsync -t` or `cp -p`, still gets a new one)."""
+    found = {}
+    for folder, subfolders, files in os.walk(root):  # subfolders too: an extracted CIFAR archive
+        subfolders[:] = sorted(d for d in subfolders if not (folder == str(root) and d == FOLDER))
+        for name in sorted(files):
+            stat = os.stat(os.path.join(folder, name))
+            found[os.path.relpath(os.path.join(folder, name), root)] = [stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns]
+    return found
+
+
+def _read(folder: Path, source: Source, inputs: dict, verify: bool) -> Arrays | None:
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+        if (manifest["format"], manifest["source"], manifest["inputs"]) != (FORMAT, source.name, inputs):
+            return None
+        if verify and not manifest["verified"]:
+            return None
+        arrays = {}
+        for key, entry in manifest["arrays"].items():
+            path = folder / entry["file"]
+            if path.stat().st_size != entry["bytes"]:
+                return None
+            array = np.load(path, allow_pickle=False)
+            if zlib.crc32(array) != entry["crc32"]:
+                log.warning("the decoded-data cache %s was damaged (%s); rebuilding it", folder, entry["file"])
+                return None
+            arrays[key] = array
+        return Arrays(**arrays, num_classes=manifest["num_classes"])
+    except (OSError, ValueError, KeyError, TypeError):  # absent, unreadable or not ours: rebuild
+        return None
+
+
+def _write(folder: Path, source: Source, inputs: dict, verify: bool, arrays: Arrays) -> None:
+    entries = {}
+    try:
+        folder.mkdir(exist_ok=True)
+        for key, array in _items(arrays):
+            if key == "num_classes":
+                continue
+            array = np.ascontiguousarray(array)
+            crc = zlib.crc32(array)
+            name = f"{key}-{crc:08x}-{array.size}.npy"
+            _replace(folder / name, lambda file, array=array: np.save(file, array, allow_pickle=False))
+            entries[key] = {"file": name, "bytes": (folder / name).stat().st_size, "crc32": crc}
+        manifest = {"format": FORMAT, "source": source.name, "num_classes": arrays.num_classes, "verified": verify,
+                    "inputs": inputs, "arrays": entries}
+        _replace(folder / MANIFEST, lambda file: file.write(json.dumps(manifest, indent=1).encode()))
+    except OSError as err:  # read-only data folder, full disk: run without a cache
+        log.info("no decoded-data cache in %s (%s)", folder, err.strerror or err)
+        return
+    keep = {entry["file"] for entry in entries.values()} | {MANIFEST}
+    for stale in os.listdir(folder):  # arrays of an earlier build; a temporary file of a running one stays
+        if stale not in keep and not stale.endswith(".tmp"):
+            try:
+                os.unlink(folder / stale)
+            except OSError:
+                pass
+
+
+def _replace(path: Path, write) -> None:
+    """Write `path` through a temporary file renamed over it: readers see all or nothing."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as file:
+            write(file)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
