@@ -15,12 +15,12 @@ ending the process).
     Fisher is its closed form too (`--fisher closed`), as fast as cl-runner's, so the ratio
     is about the fixed costs, not about the per-example gradients a plain script would use.
 
-Then a 6-run sweep (seeds 0-5, naive mlp64, 1 epoch per task) with the basic launcher (one
-process, runs one after the other) and the joblib launcher with n_jobs=1 and n_jobs=2: their
-wall times, taking turns. Each joblib worker gets cores / n_jobs torch threads (joblib sets
+Then a 6-run sweep (the EWC case, seeds 0-5) with the basic launcher (one process, runs one
+after the other) and the joblib launcher with n_jobs=1 (in the same process too) and n_jobs=2
+(two worker processes): their wall times, taking turns. Each joblib worker gets cores / n_jobs torch threads (joblib sets
 it), so two workers on two cores do not fight over them.
 
-    python bench/startup.py                     # about 3 minutes on a 2-core CPU
+    python bench/startup.py                     # about 4 minutes on a 2-core CPU
     python bench/startup.py --repeats 5 --no-sweep
     python bench/startup.py --device cuda
 
@@ -50,6 +50,7 @@ CASES = (  # name, cl-run overrides, plain.py arguments, target ratio
      ["--width", "256", "--epochs", "5", "--ewc-alpha", "1e8", "--fisher", "closed"], 1.10),
 )
 PHASES = ("import", "config", "data", "model", "training", "evaluation", "outputs")
+SWEEP_RUN = ("experiment=ewc", "train.epochs=5")  # the second case above, six seeds
 SWEEPS = (("basic", []), ("joblib n_jobs=1", ["hydra/launcher=joblib", "hydra.launcher.n_jobs=1"]),
           ("joblib n_jobs=2", ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]))
 
@@ -95,10 +96,10 @@ def compare(case: tuple, args, env: dict, scratch: Path) -> dict:
 def sweep_times(args, env: dict, scratch: Path) -> dict:
     walls = {name: [] for name, _ in SWEEPS}
     for repeat in range(args.sweep_repeats):
-        for name, launcher in SWEEPS if repeat % 2 == 0 else reversed(SWEEPS):
-            folder = scratch / f"sweep-{name.replace(' ', '_')}-{repeat}"
-            command = [sys.executable, "-m", "cl_runner.cli", "-m", *launcher, "seed=0,1,2,3,4,5", "model=mlp64",
-                       "train.epochs=1", f"device={args.device}", "train.progress=false", f"hydra.sweep.dir={folder}"]
+        for index, (name, launcher) in (enumerate(SWEEPS) if repeat % 2 == 0 else reversed(list(enumerate(SWEEPS)))):
+            folder = scratch / f"sweep{index}-{repeat}"
+            command = [sys.executable, "-m", "cl_runner.cli", "-m", *launcher, "seed=0,1,2,3,4,5", *SWEEP_RUN,
+                       f"device={args.device}", "train.progress=false", f"hydra.sweep.dir={folder}"]
             walls[name].append(timed(command, env)[0])
     return {name: {"median_s": round(statistics.median(w), 2), "walls_s": [round(s, 2) for s in w]}
             for name, w in walls.items()}
@@ -135,7 +136,7 @@ def main() -> None:
         for side in ("cl-run", "plain"):
             print(f"  {side:<10} " + " ".join(f"{r['medians'][side][k]:>10.2f}" for k in (*PHASES, "exit")))
     if sweeps:
-        print("\n6-run sweep (seeds 0-5, naive mlp64, 1 epoch/task), wall seconds: "
+        print(f"\n6-run sweep (seeds 0-5, {' '.join(SWEEP_RUN)}), wall seconds: "
               + ", ".join(f"{name} {s['median_s']:.1f}" for name, s in sweeps.items()))
     out = args.json or HERE / f"startup-{args.device}.json"
     out.write_text(json.dumps(report, indent=1) + "\n")

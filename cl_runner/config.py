@@ -163,14 +163,20 @@ def validate(cfg) -> None:
 def typed(values) -> Any:
     """A plain config (e.g. a run's saved config.yaml) merged onto the schema: typed, closed,
     and with the defaults of keys it lacks (keys added since it was written)."""
-    base = OmegaConf.structured(schema())
     values = OmegaConf.create(values) if isinstance(values, dict) else values
     model = OmegaConf.select(values, "model.name", default=None)
-    if model in MODELS:
-        base.model = OmegaConf.structured(MODELS[model].config)
-    cfg = OmegaConf.merge(base, values)
+    cfg = OmegaConf.merge(_typed_base(model if model in MODELS else None), values)  # merge copies the base
     OmegaConf.set_struct(cfg, True)
     return cfg
+
+
+@functools.cache
+def _typed_base(model: str | None):
+    """The schema as a structured config, with `model`'s own node (built once: 12 ms each)."""
+    base = OmegaConf.structured(schema())
+    if model is not None:
+        base.model = OmegaConf.structured(MODELS[model].config)
+    return base
 
 
 def load_saved(path: Path) -> Any:

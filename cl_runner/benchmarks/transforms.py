@@ -39,7 +39,7 @@ class Prepare(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dtype == torch.uint8:
-            x = x.float().div(255)
+            x = x.float().div_(255)  # in place: the float copy is ours, one pass fewer
         if self.standardise:
             x = (x - self.mean) / self.std
         return x

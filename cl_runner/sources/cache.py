@@ -13,7 +13,8 @@ valid only when all of these hold, so it is never trusted blindly:
   about 10 ms for all of MNIST), so a damaged cache file is caught and rebuilt.
 
 Within one process (a sweep's runs, one after the other) the arrays read last are kept and
-copied out again while the data folder's files stay as they were.
+given out again while the data folder's files stay as they were and the arrays' CRC-32s say
+nothing wrote into them.
 
 Writing is best effort: a read-only data folder (a shared copy) or a full disk just means no
 cache. Array files are named by their content's hash and the manifest, naming them, is
@@ -48,25 +49,26 @@ def decoded(source: Source, root: Path, verify: bool, read: bool = True) -> Arra
     folder = root / FOLDER
     inputs = _inputs(root)
     key = (source.name, str(root), verify)
-    if read and key in _LOADED and _LOADED[key][0] == inputs:
-        return _copy(_LOADED[key][1])
-    arrays = _read(folder, source, inputs, verify) if read else None
-    if arrays is None:
+    kept = _LOADED.get(key)
+    if read and kept is not None and kept[0] == inputs and _crcs(kept[1]) == kept[2]:
+        return kept[1]  # the files unchanged, and nothing wrote into these arrays since
+    found = _read(folder, source, inputs, verify) if read else None
+    if found is None:
         arrays = source.decode(source, root, verify)
-        _write(folder, source, inputs, verify, arrays)
-    _LOADED.clear()  # one data set kept: a sweep's runs share theirs, a process holds one copy
-    _LOADED[key] = inputs, arrays
-    return _copy(arrays)
+        found = arrays, _write(folder, source, inputs, verify, arrays)
+    _LOADED.clear()  # one data set kept per process
+    _LOADED[key] = (inputs, *found)
+    return found[0]
 
 
-# The arrays this process read last, with the data folder's files as they were: the runs of a
-# sweep in one process (Hydra's basic launcher) take copies instead of reading them again.
-_LOADED: dict[tuple, tuple[dict, Arrays]] = {}
+# The arrays this process read last, the data folder's files as they were then, and the
+# arrays' CRC-32s: a sweep's next run in the same process (Hydra's basic launcher) takes them
+# again if neither the files nor the arrays changed (a run that wrote into them would show).
+_LOADED: dict[tuple, tuple[dict, Arrays, dict]] = {}
 
 
-def _copy(arrays: Arrays) -> Arrays:
-    """Copies, so that no run can change what the next one reads."""
-    return Arrays(**{k: v.copy() if isinstance(v, np.ndarray) else v for k, v in _items(arrays)})
+def _crcs(arrays: Arrays) -> dict[str, int]:
+    return {key: zlib.crc32(np.ascontiguousarray(array)) for key, array in _items(arrays) if key != "num_classes"}
 
 
 def _items(arrays: Arrays) -> list[tuple[str, object]]:
@@ -86,37 +88,34 @@ def _inputs(root: Path) -> dict[str, list[int]]:
     return found
 
 
-def _read(folder: Path, source: Source, inputs: dict, verify: bool) -> Arrays | None:
+def _read(folder: Path, source: Source, inputs: dict, verify: bool) -> tuple[Arrays, dict[str, int]] | None:
     try:
         manifest = json.loads((folder / MANIFEST).read_text())
         if (manifest["format"], manifest["source"], manifest["inputs"]) != (FORMAT, source.name, inputs):
             return None
         if verify and not manifest["verified"]:
             return None
-        arrays = {}
+        arrays, crcs = {}, {}
         for key, entry in manifest["arrays"].items():
             path = folder / entry["file"]
             if path.stat().st_size != entry["bytes"]:
                 return None
-            array = np.load(path, allow_pickle=False)
-            if zlib.crc32(array) != entry["crc32"]:
+            arrays[key], crcs[key] = np.load(path, allow_pickle=False), entry["crc32"]
+            if zlib.crc32(arrays[key]) != crcs[key]:
                 log.warning("the decoded-data cache %s was damaged (%s); rebuilding it", folder, entry["file"])
                 return None
-            arrays[key] = array
-        return Arrays(**arrays, num_classes=manifest["num_classes"])
+        return Arrays(**arrays, num_classes=manifest["num_classes"]), crcs
     except (OSError, ValueError, KeyError, TypeError):  # absent, unreadable or not ours: rebuild
         return None
 
 
-def _write(folder: Path, source: Source, inputs: dict, verify: bool, arrays: Arrays) -> None:
-    entries = {}
+def _write(folder: Path, source: Source, inputs: dict, verify: bool, arrays: Arrays) -> dict[str, int]:
+    """Write the cache (best effort); the arrays' CRC-32s."""
+    crcs, entries = _crcs(arrays), {}
     try:
         folder.mkdir(exist_ok=True)
-        for key, array in _items(arrays):
-            if key == "num_classes":
-                continue
-            array = np.ascontiguousarray(array)
-            crc = zlib.crc32(array)
+        for key, crc in crcs.items():
+            array = np.ascontiguousarray(getattr(arrays, key))
             name = f"{key}-{crc:08x}-{array.size}.npy"
             _replace(folder / name, lambda file, array=array: np.save(file, array, allow_pickle=False))
             entries[key] = {"file": name, "bytes": (folder / name).stat().st_size, "crc32": crc}
@@ -125,7 +124,7 @@ def _write(folder: Path, source: Source, inputs: dict, verify: bool, arrays: Arr
         _replace(folder / MANIFEST, lambda file: file.write(json.dumps(manifest, indent=1).encode()))
     except OSError as err:  # read-only data folder, full disk: run without a cache
         log.info("no decoded-data cache in %s (%s)", folder, err.strerror or err)
-        return
+        return crcs
     keep = {entry["file"] for entry in entries.values()} | {MANIFEST}
     for stale in os.listdir(folder):  # arrays of an earlier build; a temporary file of a running one stays
         if stale not in keep and not stale.endswith(".tmp"):
@@ -133,6 +132,7 @@ def _write(folder: Path, source: Source, inputs: dict, verify: bool, arrays: Arr
                 os.unlink(folder / stale)
             except OSError:
                 pass
+    return crcs
 
 
 def _replace(path: Path, write) -> None:
