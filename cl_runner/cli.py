@@ -30,6 +30,7 @@ from .errors import EXIT_FAILED, EXIT_INTERRUPTED, ConfigError, LaunchError, Use
 
 log = logging.getLogger("cl_runner.logfile")  # the lines printed here, kept in cl-run.log too
 log.addHandler(logging.NullHandler())  # until Hydra gives it the file: the lines are printed already
+log.propagate = False  # nor through Hydra's own console logging (a sweep's launcher failure)
 
 
 def main() -> None:
@@ -39,8 +40,10 @@ def main() -> None:
         code = _launch(sys.argv[1:])
     except UserError as err:
         code = _say(f"cl-run: error: {err}", err.exit_code)
-    except OSError as err:  # Hydra's own files (.hydra/, the log) in the claimed folder
-        code = _say(f"cl-run: error: {WriteError(err.filename or rundir.any_held() or '.', err)}", WriteError.exit_code)
+    except OSError as err:  # Hydra's own files (.hydra/, the log) in the claimed folder; or no Ray cluster
+        launcher = _launcher_failure(err)
+        code = (_say(f"cl-run: error: {launcher}", LaunchError.exit_code) if launcher else
+                _say(f"cl-run: error: {WriteError(err.filename or rundir.any_held() or '.', err)}", WriteError.exit_code))
     except KeyboardInterrupt as err:
         code = _say(f"cl-run: interrupted ({interrupts.describe(err)}) before training started; nothing was kept",
                     EXIT_INTERRUPTED)
@@ -90,7 +93,12 @@ def _launcher_failure(err: BaseException) -> str | None:
     cluster answered), or None for any other error (a bug, shown as a traceback)."""
     seen = err
     while seen is not None:
-        launcher = LAUNCHERS.get(type(seen).__module__.split(".")[0])
+        tb = seen.__traceback__
+        while tb is not None and tb.tb_next is not None:
+            tb = tb.tb_next
+        raised_in = tb.tb_frame.f_globals.get("__name__", "") if tb is not None else ""
+        # Its class (submitit's FailedJobError), or where it was raised (Ray's ConnectionError).
+        launcher = LAUNCHERS.get(type(seen).__module__.split(".")[0]) or LAUNCHERS.get(raised_in.split(".")[0])
         if launcher is not None:
             first = next((line.strip() for line in str(seen).splitlines() if line.strip()), type(seen).__name__)
             kept = rundir.any_held()

@@ -402,3 +402,25 @@ def test_divergence_stops_the_run_and_keeps_the_rows(mnist_root, tmp_path):
     assert epochs_by_task(metrics) == {0: [1]}
     assert {r["split"] for r in metrics if r["train_task"] == "0"} == {"val", "test"}
     assert (out / "checkpoint.pt").exists()
+
+
+def test_a_cluster_launchers_failure_is_named_by_where_it_was_raised():
+    """Ray reports a missing cluster with a builtin ConnectionError: the module that raised it
+    names the launcher (the sbatch refusal, submitit's own error class, runs on a real Slurm
+    cluster in test_clusters.py)."""
+    from cl_runner.cli import _launcher_failure
+
+    def raising_in(module: str):
+        namespace = {"__name__": module}
+        exec("def connect():\n    raise ConnectionError('Could not find any running Ray instance.\\nmore')", namespace)
+        try:
+            namespace["connect"]()
+        except ConnectionError as err:
+            return err
+
+    assert _launcher_failure(raising_in("ray._private.worker")) == (
+        "the Ray launcher could not run the sweep: Could not find any running Ray instance.")
+    wrapped = RuntimeError("launch failed")
+    wrapped.__cause__ = raising_in("ray.util")
+    assert _launcher_failure(wrapped).startswith("the Ray launcher could not run the sweep")
+    assert _launcher_failure(raising_in("cl_runner.run")) is None  # anything else stays a bug's traceback
