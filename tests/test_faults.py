@@ -20,6 +20,7 @@ Through the real command line (subprocesses, as in tests/test_robustness.py):
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -446,10 +447,11 @@ def test_cl_run_log_holds_the_runs_lines(tmp_path, tiny_mnist):
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""  # the terminal shows the summary line only
     lines = (out / "cl-run.log").read_text().splitlines()
-    assert f"run folder {out}; device cpu; strategy naive" in lines[0]
+    assert re.search(rf"run folder {re.escape(str(out))}; device cpu \(\d+ CPU threads\); strategy naive", lines[0]), lines[0]
     assert "task 0 (0-1) done in" in lines[1] and "test acc per task [" in lines[1]
     assert "task 1 (2-3) done in" in lines[2]
-    assert lines[3].endswith(result.stdout.strip()) and len(lines) == 4
+    assert "] time: import " in lines[3] and ", total " in lines[3]  # where the run's seconds went
+    assert lines[4].endswith(result.stdout.strip()) and len(lines) == 5
     assert summary_of(out)["warnings"] == []
 
 
