@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import signal
 import struct
 import subprocess
 import sys
@@ -22,6 +23,14 @@ from cl_runner.config import CONF_DIR
 
 REPO = Path(__file__).resolve().parent.parent
 config.register()  # the schema Hydra composes against, as `cl-run` registers it
+
+
+def pytest_configure(config):
+    # A shell's background job (`make test &`) starts with SIGINT ignored, and every process it
+    # starts inherits that, so the Ctrl-C tests would find cl-run deaf to it. A handled signal is
+    # reset to the default in a started program: take SIGINT back here, for this process and all.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def real_mnist_root() -> Path:
