@@ -7,8 +7,9 @@ anything runs), claims the output folder (`rundir`: made unique, locked, never a
 results) and passes it to Hydra, whose task function `hydra_main` runs one experiment and
 prints a one-line summary. However it ends, it ends in one line and an exit code: 0 done,
 2 bad config, 3 bad or missing data, 4 the run failed (diverged), 5 results could not be
-written, 6 a cluster launcher could not run the sweep, 130 interrupted (SIGINT or SIGTERM). A command that fails or is interrupted before
-training leaves no folder behind.
+written, 6 a cluster launcher could not run the sweep, 130 interrupted (SIGINT or SIGTERM).
+A command that fails or is interrupted before training leaves no folder behind. The process
+then ends without Python's slow teardown of torch (`_exit`).
 """
 
 from __future__ import annotations

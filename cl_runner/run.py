@@ -32,8 +32,8 @@ from .optim import build_optimizer, build_schedule
 from .errors import WriteError
 from .records import RunLogs, check_writable, replaced, write_json, write_matrix
 from .seeds import Stream
-from .table import Table
 from .strategies import build_plugins
+from .table import Table
 from .trainer import evaluate, train_epoch
 
 log = logging.getLogger(__name__)
