@@ -150,24 +150,32 @@ def test_fisher_with_task_masks_and_the_vmap_fallback():
     assert fast["3.weight"][3:].abs().max().item() == 0.0
 
 
+def _expected_fisher_loop(model: nn.Module, x: torch.Tensor, bias: torch.Tensor, live: int) -> dict:
+    """The slow reference of the expected Fisher: for every live label c, the per-example loop's
+    squared gradients, weighted example by example with p(c|x) (the model's eval-mode output),
+    as the literature's reference code accumulates them."""
+    training = model.training
+    model.eval()
+    probs = torch.softmax(model(x) + bias, dim=-1).detach()
+    model.train(training)
+    reference = {n: torch.zeros_like(p) for n, p in model.named_parameters()}
+    for c in range(live):
+        for i in range(len(x)):
+            one = fisher_diagonal_loop(model, x[i : i + 1], torch.tensor([c]), bias[i : i + 1])
+            for n in reference:
+                reference[n] += probs[i, c] * one[n] / len(x)
+    return reference
+
+
 @pytest.mark.parametrize("vmap_path", [False, True])
 def test_expected_fisher_is_the_probability_weighted_sum_over_labels(vmap_path):
-    # The reference: for every label c, the per-example loop's squared gradients, weighted
-    # example by example with p(c|x), as the literature's reference code accumulates them.
     torch.manual_seed(0)
     layers = [nn.Linear(20, 16), nn.LayerNorm(16)] if vmap_path else [nn.Linear(20, 16)]
     model = nn.Sequential(*layers, nn.ReLU(), nn.Linear(16, 6))
     x = torch.randn(40, 20)
     bias = torch.zeros(40, 6)
     bias[:, 3:] = benchmarks.MASKED_LOGIT  # a task-IL head: three live outputs
-    probs = torch.softmax(model(x) + bias, dim=-1).detach()
-    reference = {n: torch.zeros_like(p) for n, p in model.named_parameters()}
-    for c in range(3):
-        for i in range(len(x)):
-            one = fisher_diagonal_loop(model, x[i : i + 1], torch.tensor([c]), bias[i : i + 1])
-            for n in reference:
-                reference[n] += probs[i, c] * one[n] / len(x)
-    assert _rel_diff(expected_fisher(model, x, bias), reference) < 1e-5
+    assert _rel_diff(expected_fisher(model, x, bias), _expected_fisher_loop(model, x, bias, live=3)) < 1e-5
 
 
 def test_sampled_true_fisher_underestimates_a_confident_model():
@@ -325,14 +333,5 @@ def test_expected_fisher_of_a_conv_model_is_the_probability_weighted_sum_over_la
     model = _conv_model("cnn")
     x = torch.randn(12, 1, 12, 12)
     bias = _task_bias(12)
-    model.eval()
-    probs = torch.softmax(model(x) + bias, dim=-1).detach()
-    model.train()
-    reference = {n: torch.zeros_like(p) for n, p in model.named_parameters()}
-    for c in range(2):
-        for i in range(len(x)):
-            one = fisher_diagonal_loop(model, x[i : i + 1], torch.tensor([c]), bias[i : i + 1])
-            for n in reference:
-                reference[n] += probs[i, c] * one[n] / len(x)
-    assert _rel_diff(expected_fisher(model, x, bias), reference) < 1e-5
+    assert _rel_diff(expected_fisher(model, x, bias), _expected_fisher_loop(model, x, bias, live=2)) < 1e-5
     assert model.training

@@ -23,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from .base import LocalCluster
+
 INSTALL_HINT = "`make install-clusters` installs it (pip install -e \".[dev,ray]\")"
 
 
@@ -32,7 +34,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-class RayHead:
+class RayHead(LocalCluster):
     """`with RayHead(num_cpus=2) as head:` starts the head, waits until it answers, and stops it
     on leaving, also when the block raised."""
 
@@ -48,17 +50,6 @@ class RayHead:
         """The environment for a driver (cl-run) to join this head with `ray.init(address="auto")`."""
         return {**os.environ, "RAY_ADDRESS": self.address, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
                 "RAY_USAGE_STATS_ENABLED": "0"}
-
-    def __enter__(self) -> RayHead:
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
     def start(self) -> None:
         try:

@@ -23,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from .base import LocalCluster
+
 PROGRAMS = ("munged", "slurmctld", "slurmd", "sbatch", "srun", "sinfo", "squeue", "scancel")
 INSTALL_HINT = "`make install-clusters` installs them (as root, Debian/Ubuntu: apt-get install slurm-wlm munge)"
 
@@ -42,7 +44,7 @@ def _memory_mib() -> int:
         return int(f.readline().split()[1]) // 1024  # "MemTotal: N kB"
 
 
-class SlurmCluster:
+class SlurmCluster(LocalCluster):
     """`with SlurmCluster() as cluster:` starts the cluster, waits until its node is idle, and
     stops everything on leaving, also when the block raised."""
 
@@ -57,17 +59,6 @@ class SlurmCluster:
     def env(self) -> dict[str, str]:
         """The environment for Slurm's clients (sbatch, srun, sinfo, ...) to use this cluster."""
         return {**os.environ, "SLURM_CONF": str(self.folder / "slurm.conf")}
-
-    def __enter__(self) -> SlurmCluster:
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
     def start(self) -> None:
         missing = missing_programs()
