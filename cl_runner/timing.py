@@ -20,18 +20,20 @@ PHASES = ("import", "config", "data", "model", "training", "evaluation", "output
 STARTED = time.perf_counter()  # when the CLI first imported this module: the process's start, give or take
 _spent: dict[str, float] = defaultdict(float)
 _run_started: float | None = None
+_counted = 0.0  # seconds counted by all phases so far: what an outer phase leaves to inner ones
 
 
 @contextmanager
 def phase(name: str):
     """Count the time inside the block as `name` (nested blocks count only as the inner one)."""
-    started = time.perf_counter()
-    outer = dict(_spent)
+    global _counted
+    started, counted_before = time.perf_counter(), _counted
     try:
         yield
     finally:
-        inner = sum(_spent[k] - outer.get(k, 0.0) for k in list(_spent))
-        _spent[name] += time.perf_counter() - started - inner
+        own = time.perf_counter() - started - (_counted - counted_before)
+        _spent[name] += own
+        _counted += own
 
 
 def new_job() -> None:

@@ -252,3 +252,19 @@ def test_plain_baseline_fishers_agree():
     for name in per_example:
         torch.testing.assert_close(closed[name], per_example[name], rtol=1e-4, atol=1e-6)
         assert per_example[name].max() == pytest.approx(1.0)
+
+
+def test_nested_phases_count_their_time_once(monkeypatch):
+    from cl_runner import timing
+
+    now = [0.0]
+    monkeypatch.setattr(timing.time, "perf_counter", lambda: now[0])
+    monkeypatch.setattr(timing, "_spent", timing.defaultdict(float))
+    with timing.phase("outputs"):
+        now[0] += 1.0
+        with timing.phase("evaluation"):
+            now[0] += 2.0
+        now[0] += 4.0
+    with timing.phase("evaluation"):
+        now[0] += 8.0
+    assert (timing._spent["outputs"], timing._spent["evaluation"]) == (5.0, 10.0)

@@ -136,7 +136,9 @@ def _write(folder: Path, source: Source, inputs: dict, verify: bool, arrays: Arr
 
 
 def _replace(path: Path, write) -> None:
-    """Write `path` through a temporary file renamed over it: readers see all or nothing."""
+    """Write `path` through a temporary file renamed over it: readers see all or nothing. Not
+    records.replaced: runs may build one cache at once, so each needs a temporary name of its
+    own (the process id), and a failure here only means no cache, never a WriteError."""
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "wb") as file:
