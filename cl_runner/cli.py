@@ -115,31 +115,39 @@ def _launch(argv: list[str]) -> int:
         import hydra
 
         from . import config
-        from .precheck import precheck
+        from .precheck import check
 
         config.register()
-    target = precheck(argv)
-    if target is not None:
-        claim = rundir.claim(target)
-        sys.argv[1:] = _with_folder(argv, target, claim.folder)
+    checked = check(argv)
     # Hydra prints a failure of its own (writing .hydra/ to a full disk) as a traceback unless
     # told to raise it; main() then reports it in one line.
     os.environ["HYDRA_FULL_ERROR"] = "1"
+    if checked.target is None:
+        hydra.main(version_base="1.3", config_path=str(config.CONF_DIR), config_name="config")(hydra_main)()
+        return 0
+    claim = rundir.claim(checked.target)
+    folder = _folder_overrides(checked.target, claim.folder)
+    if checked.composed is not None:  # one plain run: Hydra's run mode on the config composed once
+        from . import single_run
+
+        single_run.run(single_run.with_hydra_overrides(checked.composed, folder), hydra_main, str(config.CONF_DIR))
+        return 0
+    key = folder[0].split("=", 1)[0]
+    sys.argv[1:] = [a for a in argv if not a.lstrip("+").startswith(f"{key}=")] + folder
     hydra.main(version_base="1.3", config_path=str(config.CONF_DIR), config_name="config")(hydra_main)()
     return 0
 
 
-def _with_folder(argv: list[str], target: rundir.Target, folder: Path) -> list[str]:
-    """The command line with the claimed folder as Hydra's output folder. A resumed run writes
+def _folder_overrides(target: rundir.Target, folder: Path) -> list[str]:
+    """The overrides that make the claimed folder Hydra's output folder. A resumed run writes
     into its own folder, where Hydra's record of the first run (.hydra/) is kept as it was."""
     from .overrides import quoted
 
     key = "hydra.sweep.dir" if target.sweep else "hydra.run.dir"
     try:
-        extra = [quoted(key, str(folder))] + (["hydra.output_subdir=null"] if target.resume else [])
+        return [quoted(key, str(folder))] + (["hydra.output_subdir=null"] if target.resume else [])
     except ValueError:
         raise ConfigError(key, str(folder), "Hydra cannot read this folder name back; choose another") from None
-    return [a for a in argv if not a.lstrip("+").startswith(f"{key}=")] + extra
 
 
 def hydra_main(cfg) -> float:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import difflib
 import re
+from dataclasses import dataclass
 
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
@@ -176,11 +177,26 @@ def _check_resolved_types(cfg: DictConfig, resolved: dict) -> None:
                                     f"({str(err).splitlines()[0]})") from None
 
 
+@dataclass(frozen=True)
+class Checked:
+    """What the precheck found: the folder the command writes into (None when nothing runs, or
+    only Hydra's run can name it), and for one plain run (no -m, no Hydra flag) its config,
+    Hydra's node included, for `cl_runner.single_run` to run without composing it again."""
+
+    target: rundir.Target | None
+    composed: DictConfig | None = None
+
+
 def precheck(argv: list[str]) -> rundir.Target | None:
     """Compose and validate every configuration the command line asks for; raise UserError.
     Return the output folder it will write into (None when nothing runs, or Hydra must name it)."""
+    return check(argv).target
+
+
+def check(argv: list[str]) -> Checked:
+    """`precheck`, keeping the composed config of a plain run (see Checked)."""
     if any(a.split("=")[0] in _NO_PRECHECK for a in argv):
-        return None
+        return Checked(None)
     config_name, given = overrides.split_argv(argv)
     variants = overrides.variants(given)
     multirun = any(a in ("-m", "--multirun") for a in argv) or "hydra.mode=MULTIRUN" in given
@@ -196,5 +212,7 @@ def precheck(argv: list[str]) -> rundir.Target | None:
             if i == 0:
                 first = cfg, hydra_cfg
         if any(a.split("=")[0] in _PRINT_ONLY for a in argv):
-            return None
-        return _output_target(*first, multirun)
+            return Checked(None)
+        target = _output_target(*first, multirun)
+    plain = not multirun and not any(a.startswith("-") for a in argv)
+    return Checked(target, first[1] if plain and target is not None else None)
