@@ -16,6 +16,7 @@ import torch
 
 from . import timing
 from .errors import ConfigError
+from .examples import unit_floats
 from .records import replaced
 
 FILENAME = "checkpoint.pt"
@@ -46,10 +47,27 @@ def save(folder: Path, state: dict) -> None:
         tmp.write_bytes(buffer.getbuffer())
 
 
-def load(folder: Path, device: torch.device) -> dict:
+def load(folder: Path, device: torch.device, float_images: bool = False) -> dict:
+    """The checkpoint's state. With `float_images` (the run holds its images as floats), the
+    uint8 images of memories saved before small data sets were stored as floats are
+    converted too: joined with float examples, torch would take 0-255 for the values."""
     path = resumable(folder) / FILENAME
     try:
-        return torch.load(path, map_location=device, weights_only=True)
+        state = torch.load(path, map_location=device, weights_only=True)
     except Exception as err:  # noqa: BLE001 - truncated file, or an object weights_only refuses
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise ConfigError("resume", str(folder), f"{path} is unreadable ({first}); resume from another run folder") from None
+    if float_images:
+        state["plugins"] = _with_float_images(state["plugins"])
+    return state
+
+
+def _with_float_images(state):
+    """`state` with the `x` of every set of examples saved in it (a dict of x, y, task, label) as floats."""
+    if isinstance(state, dict):
+        if "x" in state and "y" in state and torch.is_tensor(state["x"]):
+            return {**state, "x": unit_floats(state["x"])}
+        return {key: _with_float_images(value) for key, value in state.items()}
+    if isinstance(state, (list, tuple)):
+        return type(state)(_with_float_images(value) for value in state)
+    return state

@@ -15,9 +15,15 @@ import torch
 FIELDS = ("x", "y", "task", "label")
 
 
+def unit_floats(x: torch.Tensor) -> torch.Tensor:
+    """uint8 images (0-255) as the floats in [0, 1] a model sees; other tensors as they are.
+    `benchmarks.Prepare` does this per batch, and `benchmarks.build` once for small data sets."""
+    return x.float().div_(255) if x.dtype == torch.uint8 else x  # in place: the float copy is ours
+
+
 @dataclass
 class Examples:
-    x: torch.Tensor  # inputs
+    x: torch.Tensor  # inputs: uint8 images (0-255 for [0, 1]) or floats
     y: torch.Tensor  # [N] int64 target in the model's output space
     task: torch.Tensor  # [N] int64 index of the task each example belongs to
     label: torch.Tensor  # [N] int64 class in the source dataset (the MNIST digit)

@@ -1,11 +1,13 @@
 """What keeps a run's fixed cost low, and that it changes no result: the cache of decoded data
-beside the data set, the run's own reading of its logs without pandas, the per-phase time line
-in cl-run.log, the process's quick exit, the sweep workers' thread split, and bench/plain.py
-(the baseline `bench/startup.py` compares with)."""
+beside the data set, small data sets held as floats, the run's own reading of its logs without
+pandas, the per-phase time line in cl-run.log, one composition of a plain run's config, the
+process's quick exit, the sweep workers' thread split, and bench/plain.py (the baseline
+`bench/startup.py` compares with)."""
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import importlib.util
 import json
 import os
@@ -19,12 +21,15 @@ import pandas as pd
 import pytest
 import torch
 
-from cl_runner import diagnose, metrics, sources
+import cl_runner.run as run_module
+from cl_runner import benchmarks, diagnose, metrics, sources
 from cl_runner.errors import DataError
 from cl_runner.sources import cache
 from cl_runner.table import Table
 
-from .conftest import REPO
+from .conftest import REPO, cl_run, compose_cfg
+
+benchmark_build = importlib.import_module("cl_runner.benchmarks.build")  # the module, not its build()
 
 TINY = ("data.verify=false", "train.iterations=3", "train.progress=false", "device=cpu")
 
@@ -243,6 +248,26 @@ def _plain():
     return module
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("stored_as", ["floats", "bytes"])
+def test_the_training_bench_runs_on_either_storage(mnist_root, tmp_path, monkeypatch, stored_as):
+    # `make bench` must not depend on how the benchmark holds its images (it once fed bytes to
+    # a bare model); a tiny round of every measurement, in this process.
+    if stored_as == "bytes":
+        monkeypatch.setattr(benchmark_build, "FLOAT_STORAGE_LIMIT", 0)
+    monkeypatch.syspath_prepend(str(REPO / "bench"))  # as when run as a script: its neighbour model_fisher.py
+    spec = importlib.util.spec_from_file_location("bench_training", REPO / "bench" / "bench.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "results.json"
+    monkeypatch.setattr(sys, "argv", ["bench.py", "--device", "cpu", "--epochs", "1", "--repeats", "1", "--warmup", "0",
+                                      "--fisher-samples", "64", "--model-fisher-samples", "4",
+                                      "--data-root", str(mnist_root), "--out", str(out)])
+    bench.main()
+    results = json.loads(out.read_text())
+    assert results["training"]["mlp64"]["seconds_per_epoch"]["ours"] > 0
+
+
 def test_plain_baseline_fishers_agree():
     plain = _plain()
     torch.manual_seed(0)
@@ -268,3 +293,80 @@ def test_nested_phases_count_their_time_once(monkeypatch):
     with timing.phase("evaluation"):
         now[0] += 8.0
     assert (timing._spent["outputs"], timing._spent["evaluation"]) == (5.0, 10.0)
+
+
+# --- small data sets held as floats ---------------------------------------------------------
+
+
+def _run_metrics(tiny_mnist, folder: Path, *overrides: str) -> bytes:
+    run_module.run(compose_cfg([*TINY, f"data.root={tiny_mnist}", *overrides]), folder)
+    return (folder / "metrics.csv").read_bytes()
+
+
+def _stored_dtypes(tiny_mnist) -> set:
+    bench = benchmarks.build(compose_cfg([*TINY, f"data.root={tiny_mnist}"]), torch.device("cpu"))
+    return {split.x.dtype for task in bench.tasks for split in (task.train, task.val, task.test)}
+
+
+def test_small_data_is_held_as_floats_with_the_same_numbers(tiny_mnist, tmp_path, monkeypatch):
+    assert _stored_dtypes(tiny_mnist) == {torch.float32}
+    as_floats = _run_metrics(tiny_mnist, tmp_path / "floats", "strategy=ewc_replay")
+    monkeypatch.setattr(benchmark_build, "FLOAT_STORAGE_LIMIT", 0)  # as a data set too large for floats
+    assert _stored_dtypes(tiny_mnist) == {torch.uint8}
+    assert _run_metrics(tiny_mnist, tmp_path / "bytes", "strategy=ewc_replay") == as_floats
+
+
+def test_a_checkpoint_holding_byte_images_resumes_to_the_same_numbers(tiny_mnist, tmp_path, monkeypatch):
+    # A replay memory saved as uint8 (by a version that kept MNIST as bytes, here the limit
+    # set to 0) must not join the float examples as values of 0-255 when resumed.
+    whole = _run_metrics(tiny_mnist, tmp_path / "whole", "strategy=replay")
+    real_train_epoch = run_module.train_epoch
+
+    def interrupted_in_task_1(ctx, *args):
+        if ctx.task == 1 and ctx.epoch == 2:
+            raise KeyboardInterrupt
+        return real_train_epoch(ctx, *args)
+
+    folder = tmp_path / "resumed"
+    monkeypatch.setattr(benchmark_build, "FLOAT_STORAGE_LIMIT", 0)
+    monkeypatch.setattr(run_module, "train_epoch", interrupted_in_task_1)
+    with pytest.raises(KeyboardInterrupt):
+        _run_metrics(tiny_mnist, folder, "strategy=replay")
+    monkeypatch.undo()
+    saved = torch.load(folder / "checkpoint.pt", weights_only=True)
+    assert saved["plugins"][0]["memory"][0]["x"].dtype == torch.uint8
+    run_module.run(compose_cfg([*TINY, f"data.root={tiny_mnist}", f"resume={folder}"]), tmp_path / "ignored")
+    assert (folder / "metrics.csv").read_bytes() == whole
+
+
+# --- one composition of a plain run's config ------------------------------------------------
+
+COUNT_COMPOSITIONS = """
+import atexit, sys
+from hydra._internal.config_loader_impl import ConfigLoaderImpl
+calls, real = [], ConfigLoaderImpl.load_configuration
+ConfigLoaderImpl.load_configuration = lambda self, *a, **k: calls.append(1) or real(self, *a, **k)
+atexit.register(lambda: print("compositions:", len(calls), file=sys.stderr))
+from cl_runner.cli import main
+sys.argv[0] = "cl-run"
+main()
+"""
+
+
+def _hydra_records(folder: Path) -> dict[str, str]:
+    return {name: (folder / ".hydra" / name).read_text().replace(str(folder), "<folder>")
+            for name in ("config.yaml", "hydra.yaml", "overrides.yaml")}
+
+
+@pytest.mark.slow
+def test_a_plain_run_composes_its_config_once_and_records_what_hydra_main_would(tiny_mnist, tmp_path):
+    args = [*TINY, f"data.root={tiny_mnist}", "strategy=ewc"]
+    plain = subprocess.run([sys.executable, "-c", COUNT_COMPOSITIONS, *args, f"hydra.run.dir={tmp_path / 'plain'}"],
+                           capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert plain.returncode == 0, plain.stderr
+    assert "compositions: 1" in plain.stderr  # the precheck's; hydra.main would compose twice more
+    # A Hydra flag (here the config's own name) takes the command through hydra.main.
+    through_hydra = cl_run("--config-name", "config", *args, f"hydra.run.dir={tmp_path / 'hydra'}")
+    assert through_hydra.returncode == 0, through_hydra.stderr
+    assert _hydra_records(tmp_path / "plain") == _hydra_records(tmp_path / "hydra")
+    assert (tmp_path / "plain" / "metrics.csv").read_bytes() == (tmp_path / "hydra" / "metrics.csv").read_bytes()

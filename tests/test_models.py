@@ -265,7 +265,7 @@ def test_every_strategy_trains_every_model(strategy, model_name, one_thread):
 
 @pytest.mark.slow
 def test_a_cnn_learns_mnist_task_0_in_one_epoch(mnist_root, one_thread):
-    # A direct training loop over the benchmark's stored uint8 [N, 1, 28, 28] images, with the
+    # A direct training loop over the benchmark's stored [N, 1, 28, 28] images, with the
     # benchmark's own input preparation in front of the network, as the run does. Width 32 keeps
     # it short on a CPU (the default width 64 reaches about the same).
     cfg = compose_cfg([f"data.root={mnist_root}", "data.download=false", "model=cnn", "model.width=32"])

@@ -3,19 +3,25 @@
 The validation share is drawn once from the seed over the data set's training set, and every
 task takes its examples from each side, so validation never leaks into training. Everything
 ends up on the run's device, images as stored (uint8, or float for rotated tasks and float
-npz files); `Prepare` turns them into model inputs per batch.
+npz files); `Prepare` turns them into model inputs per batch. A data set small enough as
+floats (MNIST's 70,000 images take 220 MB) is turned into floats here, once: converting every
+batch took a tenth of an MNIST MLP's training time, and it gives the same numbers.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import torch
 
 from .. import sources
 from ..errors import ConfigError
-from ..examples import Examples
+from ..examples import Examples, unit_floats
 from .base import Benchmark, Task, task_masks
 from .config import check_scenario, task_labels
 from .transforms import STANDARDISATION, Prepare, permute, rotate
+
+FLOAT_STORAGE_LIMIT = 512 * 2**20  # bytes: the images of every task as float32 at most this, or kept uint8
 
 
 def _pools(arrays: sources.Arrays, seed: int, val_share: float, device: torch.device) -> dict:
@@ -45,9 +51,16 @@ def build(cfg, device: torch.device) -> Benchmark:
         tasks, num_outputs = _split_tasks(labels, scenario, pools, arrays.num_classes, device)
     else:
         tasks, num_outputs = _transformed_tasks(dataset, scenario, pools, rng, arrays.num_classes)
+    if sum(4 * split.x.numel() for task in tasks for split in (task.train, task.val, task.test)) <= FLOAT_STORAGE_LIMIT:
+        tasks = [_with_floats(task) for task in tasks]
     mean, std = STANDARDISATION.get(source, (None, None))
     return Benchmark(tasks, scenario, num_outputs, task_masks(tasks, num_outputs, device),
                      tuple(arrays.train_x.shape[1:]), Prepare(mean, std).to(device), bool(dataset.augment))
+
+
+def _with_floats(task: Task) -> Task:
+    return replace(task, **{name: replace(split, x=unit_floats(split.x))
+                            for name, split in (("train", task.train), ("val", task.val), ("test", task.test))})
 
 
 def _check_classes(labels: list[list[int]], num_classes: int, root) -> None:

@@ -3,8 +3,9 @@
 - `Prepare`: the first step of every model. Examples are stored as uint8 [N, C, H, W] (a
   quarter of float32's memory: all of CIFAR-10's training set is 154 MB) and turned into
   floats per batch: divided by 255, then standardised per channel where the data set has
-  published statistics (CIFAR). Float images (rotated tasks, a user's float npz) pass as they
-  are, apart from the standardisation.
+  published statistics (CIFAR). Float images (small data sets such as MNIST, converted once
+  by `build`; rotated tasks; a user's float npz) pass as they are, apart from the
+  standardisation.
 - `permute` / `rotate`: the permuted and rotated tasks (a fixed pixel permutation; a
   rotation about the centre, bilinear, zero fill).
 - `augment`: the standard augmentation of CIFAR training batches, random crop with 4-pixel
@@ -18,6 +19,8 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from ..examples import unit_floats
 
 # Per-channel mean and standard deviation of the training images (after / 255), as the
 # continual-learning code bases use them (e.g. mammoth's seq-cifar10 / seq-cifar100).
@@ -38,8 +41,7 @@ class Prepare(nn.Module):
             self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dtype == torch.uint8:
-            x = x.float().div_(255)  # in place: the float copy is ours, one pass fewer
+        x = unit_floats(x)
         if self.standardise:
             x = (x - self.mean) / self.std
         return x
