@@ -100,7 +100,10 @@ def _draw_training(ax, train_log, info: RunInfo, colours: list) -> list[Line2D]:
         ax.set_ylim(0, ax.get_ylim()[1] * 1.15)
     ax.set_ylabel("training loss" + (" (log)" if log else ""))
     what = "coloured by the task being trained" if sequential else "one stage trained on every task"
-    ax.set_title(f"training loss per epoch, {what}", fontsize=9, loc="left")
+    # A log axis has no offset text ("1e6") for the title to clear, so its title may sit at a
+    # fixed height: matplotlib then skips measuring the axis for one (a fifth of the figure's time).
+    fixed = dict(y=1.0) if log else {}
+    ax.set_title(f"training loss per epoch, {what}", fontsize=9, loc="left", **fixed)
     if not terms:
         return []
     return [Line2D([], [], color="grey", label="training loss:", linestyle="none"),

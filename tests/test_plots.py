@@ -100,6 +100,20 @@ def test_a_huge_penalty_gets_a_log_axis_without_spikes_from_zeros(tmp_path):
     assert small.axes[0].get_yscale() == "linear"
 
 
+def test_the_log_axis_title_is_drawn_where_matplotlib_would_place_it(tmp_path, monkeypatch):
+    # plot_curves fixes that title's height to save matplotlib's search for an offset text a
+    # log axis cannot have; the figure must come out the same, pixel for pixel.
+    from matplotlib.axes import Axes
+
+    run = synthetic_run(3, terms=("ewc",), huge=True)
+    plots.plot_curves(*run, info_for(3), tmp_path / "fixed.png")
+    real_set_title = Axes.set_title
+    monkeypatch.setattr(Axes, "set_title", lambda ax, *args, y=None, **kwargs: real_set_title(ax, *args, **kwargs))
+    fig = plots.plot_curves(*run, info_for(3), tmp_path / "placed.png")
+    assert fig.axes[0].get_yscale() == "log"
+    assert (tmp_path / "fixed.png").read_bytes() == (tmp_path / "placed.png").read_bytes()
+
+
 def test_one_epoch_tasks_are_drawn_as_points(tmp_path):
     metrics, train_log = synthetic_run(4, epochs=1, terms=("ewc",))
     fig = plots.plot_curves(metrics, train_log, info_for(4), tmp_path / "curves.png")
