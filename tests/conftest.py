@@ -58,6 +58,21 @@ def config_error(overrides: list[str]):
     return None
 
 
+def interrupted_at(task: int, epoch: int):
+    """cl_runner.run's train_epoch, raising KeyboardInterrupt (as Ctrl-C does) when `epoch` of
+    `task` begins; for monkeypatching into cl_runner.run."""
+    import cl_runner.run as run_module
+
+    real = run_module.train_epoch
+
+    def train_epoch(ctx, *args):
+        if ctx.task == task and ctx.epoch == epoch:
+            raise KeyboardInterrupt
+        return real(ctx, *args)
+
+    return train_epoch
+
+
 def make_ctx(bench, task: int = 0, model=None, seed: int = 0, lr: float = 1e-2, final: bool = False):
     """A RunContext for driving plugins by hand: an MLP of width 16 and Adam, on the CPU."""
     import torch

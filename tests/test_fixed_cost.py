@@ -27,7 +27,7 @@ from cl_runner.errors import DataError
 from cl_runner.sources import cache
 from cl_runner.table import Table
 
-from .conftest import REPO, cl_run, compose_cfg
+from .conftest import REPO, cl_run, compose_cfg, interrupted_at
 
 benchmark_build = importlib.import_module("cl_runner.benchmarks.build")  # the module, not its build()
 
@@ -320,16 +320,9 @@ def test_a_checkpoint_holding_byte_images_resumes_to_the_same_numbers(tiny_mnist
     # A replay memory saved as uint8 (by a version that kept MNIST as bytes, here the limit
     # set to 0) must not join the float examples as values of 0-255 when resumed.
     whole = _run_metrics(tiny_mnist, tmp_path / "whole", "strategy=replay")
-    real_train_epoch = run_module.train_epoch
-
-    def interrupted_in_task_1(ctx, *args):
-        if ctx.task == 1 and ctx.epoch == 2:
-            raise KeyboardInterrupt
-        return real_train_epoch(ctx, *args)
-
     folder = tmp_path / "resumed"
     monkeypatch.setattr(benchmark_build, "FLOAT_STORAGE_LIMIT", 0)
-    monkeypatch.setattr(run_module, "train_epoch", interrupted_in_task_1)
+    monkeypatch.setattr(run_module, "train_epoch", interrupted_at(task=1, epoch=2))
     with pytest.raises(KeyboardInterrupt):
         _run_metrics(tiny_mnist, folder, "strategy=replay")
     monkeypatch.undo()

@@ -20,7 +20,7 @@ from PIL import Image
 from cl_runner.errors import EXIT_CONFIG
 from cl_runner.run import run
 
-from .conftest import REPO, compose_cfg, config_error
+from .conftest import REPO, compose_cfg, config_error, interrupted_at
 from .tracker_data import (
     expected_scalars, mlflow_runs, mlflow_scalars, summary_metrics, tensorboard_events, tensorboard_hparams,
     tensorboard_scalars, wandb_run, wandb_scalars,
@@ -288,14 +288,8 @@ def test_resume_continues_the_same_tracker_runs(tiny_mnist, runs, monkeypatch):
     import cl_runner.run as run_module
 
     real_train_epoch = run_module.train_epoch
-
-    def interrupted_in_task_1(ctx, *args):
-        if ctx.task == 1 and ctx.epoch == 2:
-            raise KeyboardInterrupt
-        return real_train_epoch(ctx, *args)
-
     folder = runs / "resumed"
-    monkeypatch.setattr(run_module, "train_epoch", interrupted_in_task_1)
+    monkeypatch.setattr(run_module, "train_epoch", interrupted_at(task=1, epoch=2))
     with pytest.raises(KeyboardInterrupt):
         _run(tiny_mnist, folder, ALL)
     monkeypatch.setattr(run_module, "train_epoch", real_train_epoch)
