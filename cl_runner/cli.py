@@ -5,7 +5,8 @@ imported, so a `kill` in the first second is handled too -- then registers the c
 checks the whole command line (`precheck`: a mistake ends in one line and exit code 2 before
 anything runs), claims the output folder (`rundir`: made unique, locked, never another run's
 results) and passes it to Hydra, whose task function `hydra_main` runs one experiment and
-prints a one-line summary. However it ends, it ends in one line and an exit code: 0 done,
+prints a one-line summary: a plain run through Hydra's `run_job` on the precheck's own
+composition (`single_run`), a sweep or a command with a Hydra flag through `hydra.main`. However it ends, it ends in one line and an exit code: 0 done,
 2 bad config, 3 bad or missing data, 4 the run failed (diverged), 5 results could not be
 written, 6 a cluster launcher could not run the sweep, 130 interrupted (SIGINT or SIGTERM).
 A command that fails or is interrupted before training leaves no folder behind. The process

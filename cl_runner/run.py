@@ -66,7 +66,8 @@ def run(cfg, output_dir: str | Path, overrides: list[str] = ()) -> dict:
     model = benchmarks.Prepared(bench.prepare, net)  # the data's own input preparation in front
     ctx = RunContext(cfg, bench, model, None, device, forward=torch.compile(model) if cfg.train.compile else None,
                      plugins=build_plugins(cfg), out=out)
-    state = checkpoint.load(out, device, bench.tasks[0].train.x.is_floating_point()) if applied is not None else None
+    floats = bench.tasks[0].train.x.is_floating_point()  # small data sets are held as floats (benchmarks.build)
+    state = checkpoint.load(out, device, float_images=floats) if applied is not None else None
     save_config(cfg, out / checkpoint.CONFIG)
     if state is not None:
         notice.info("resuming %s after task %d%s", out, state["completed_stage"],
