@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -110,6 +111,8 @@ def wandb_records(path: Path) -> list:
         if kind == 0 and length == 0:
             pos += left
             continue
+        if pos + 7 + length > len(data):  # a chunk still being written
+            break
         chunks += data[pos + 7:pos + 7 + length]
         pos += 7 + length
         if kind in (_FULL, _LAST):
@@ -120,8 +123,21 @@ def wandb_records(path: Path) -> list:
     return records
 
 
-def wandb_run(folder: Path) -> dict:
-    """The run, config, history rows and summary of an offline run folder (wandb/offline-run-*)."""
+def wandb_run(folder: Path, wait: float = 60.0) -> dict:
+    """The run, config, history rows, summary and exit code of an offline run folder
+    (wandb/offline-run-*). W&B's service writes the file from its own process and may still be
+    flushing it when the run's `finish()` has returned (cl-run's exit waits for the service; a
+    test reading the file at once does not): read it again until its exit record is there, for
+    up to `wait` seconds."""
+    deadline = time.monotonic() + wait
+    while True:
+        out = _wandb_run_so_far(folder)
+        if out["exit"] is not None or time.monotonic() > deadline:
+            return out
+        time.sleep(0.2)
+
+
+def _wandb_run_so_far(folder: Path) -> dict:
     out = {"run": None, "config": {}, "history": [], "summary": {}, "exit": None}
     for record in wandb_records(next(folder.glob("run-*.wandb"))):
         kind = record.WhichOneof("record_type")
