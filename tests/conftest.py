@@ -2,13 +2,20 @@
 
 Real MNIST comes from $CL_RUNNER_DATA/mnist or the repository's data/mnist (`make data` fills it
 from ../shared/data/mnist); a test that needs it fails, never skips, when it is missing.
+
+Tests never reach the network: a download goes to the test's own server on 127.0.0.1 or its
+own folder (tests/test_download.py), and any other one to a loopback port where nothing
+listens ($CL_RUNNER_MIRROR, set here for this process and every cl-run the tests start); this
+process also refuses any connection beyond loopback.
 """
 
 from __future__ import annotations
 
 import gzip
+import ipaddress
 import os
 import signal
+import socket
 import struct
 import subprocess
 import sys
@@ -20,8 +27,10 @@ from hydra import compose, initialize_config_dir
 
 from cl_runner import config
 from cl_runner.config import CONF_DIR
+from cl_runner.sources import MIRROR_ENV
 
 REPO = Path(__file__).resolve().parent.parent
+NO_MIRROR = "http://127.0.0.1:9/"  # the discard port: nothing listens there, a download fails at once
 config.register()  # the schema Hydra composes against, as `cl-run` registers it
 
 
@@ -31,6 +40,25 @@ def pytest_configure(config):
     # reset to the default in a started program: take SIGINT back here, for this process and all.
     if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+    os.environ[MIRROR_ENV] = NO_MIRROR  # a test that serves files sets its own (monkeypatch)
+    socket.socket.connect = _loopback_only(socket.socket.connect)
+    socket.socket.connect_ex = _loopback_only(socket.socket.connect_ex)
+
+
+def _loopback_only(connect):
+    """`connect` refusing an internet address other than loopback (unix sockets pass)."""
+
+    def guarded(sock, address):
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            try:
+                ip = ipaddress.ip_address(socket.getaddrinfo(address[0], None)[0][4][0].split("%")[0])
+            except (OSError, ValueError):
+                ip = None
+            if ip is None or not ip.is_loopback:
+                raise OSError(f"tests never reach the network: a connection to {address[0]} was refused")
+        return connect(sock, address)
+
+    return guarded
 
 
 def real_mnist_root() -> Path:

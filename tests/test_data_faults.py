@@ -92,8 +92,7 @@ def test_chmod_000_folder_for_real(tmp_path, mnist_root):
     locked.chmod(0)
     try:
         result = subprocess.run(_as_unprivileged([sys.executable, "-m", "cl_runner.sources", "mnist", str(locked)]),
-                                capture_output=True, text=True, cwd=REPO, timeout=120,
-                                env={**os.environ, "CL_RUNNER_MIRROR": "http://127.0.0.1:9/"})
+                                capture_output=True, text=True, cwd=REPO, timeout=120)
     finally:
         locked.chmod(0o755)
     assert result.returncode == 3, result.stderr
@@ -126,7 +125,7 @@ def test_messages_name_absolute_paths(tmp_path, monkeypatch):
 
 
 def _cl_run(tmp_path, *overrides: str, cwd=REPO) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "CL_RUNNER_MIRROR": "http://127.0.0.1:9/"}  # downloads fail, offline
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # downloads go nowhere (conftest's $CL_RUNNER_MIRROR)
     command = [sys.executable, "-m", "cl_runner.cli", *overrides, f"hydra.run.dir={tmp_path / 'run'}",
                "train.progress=false", "device=cpu"]
     return subprocess.run(_as_unprivileged(command), capture_output=True, text=True, timeout=300, cwd=cwd,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import gzip
 import http.server
+import os
 import subprocess
 import sys
 import threading
@@ -23,7 +24,7 @@ from cl_runner import sources
 from cl_runner.sources import cache
 from cl_runner.errors import DataError
 
-from .conftest import REPO
+from .conftest import NO_MIRROR, REPO
 from .standins import IDX_STEMS, with_checksums, write_cifar, write_idx_folder
 
 
@@ -46,8 +47,10 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
 
 
 @pytest.fixture
-def server(tmp_path):
-    """(served folder, base URL, the server: .cut is a set of names to cut short, .requests a log)."""
+def server(tmp_path, monkeypatch):
+    """(served folder, base URL, the server: .cut is a set of names to cut short, .requests a log).
+    The tests aim the sources' own URLs at it, so conftest's dead mirror is lifted."""
+    monkeypatch.delenv(sources.MIRROR_ENV)
     folder = tmp_path / "served"
     folder.mkdir()
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Handler, directory=str(folder)))
@@ -123,7 +126,7 @@ def test_a_failed_download_leaves_no_empty_folder(server, tmp_path, monkeypatch)
         sources.load("mnist", root, download=True, verify=True)
     assert "nothing was saved" in str(err.value)
     assert not (tmp_path / "a").exists()
-    monkeypatch.setenv(sources.MIRROR_ENV, "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setenv(sources.MIRROR_ENV, NO_MIRROR)
     with pytest.raises(DataError, match="Connection refused"):
         sources.load("mnist", root, download=True, verify=True)
     assert not (tmp_path / "a").exists()
@@ -152,3 +155,15 @@ def test_folder_mirror_and_the_command_line(tmp_path, mnist_root):
     missing = subprocess.run(elsewhere, capture_output=True, text=True, cwd=REPO, timeout=120)
     assert missing.returncode == 3 and missing.stderr.count("\n") == 1
     assert f"mirror {tmp_path / 'nowhere'} is not a folder" in missing.stderr
+
+
+def test_the_tests_cannot_reach_beyond_loopback(tmp_path):
+    # conftest's guarantee: a download no test pointed anywhere fails on this machine, never
+    # leaves it (192.0.2.1 is TEST-NET-1, reserved for documentation).
+    import socket
+
+    assert os.environ[sources.MIRROR_ENV] == NO_MIRROR
+    with socket.socket() as sock, pytest.raises(OSError, match="tests never reach the network"):
+        sock.connect(("192.0.2.1", 80))
+    with pytest.raises(DataError, match="Connection refused"):  # the default sources too
+        sources.load("kmnist", tmp_path / "kmnist", download=True, verify=True)
