@@ -6,9 +6,10 @@ checks the whole command line (`precheck`: a mistake ends in one line and exit c
 anything runs), claims the output folder (`rundir`: made unique, locked, never another run's
 results) and passes it to Hydra, whose task function `hydra_main` runs one experiment and
 prints a one-line summary: a plain run through Hydra's `run_job` on the precheck's own
-composition (`single_run`), a sweep or a command with a Hydra flag through `hydra.main`. However it ends, it ends in one line and an exit code: 0 done,
-2 bad config, 3 bad or missing data, 4 the run failed (diverged), 5 results could not be
-written, 6 a cluster launcher could not run the sweep, 130 interrupted (SIGINT or SIGTERM).
+composition (`single_run`), a sweep or a command with a Hydra flag through `hydra.main`.
+However it ends, it ends in one line and an exit code: 0 done, 2 bad config, 3 bad or
+missing data, 4 the run failed (diverged), 5 results could not be written, 6 a cluster
+launcher could not run the sweep, 130 interrupted (SIGINT or SIGTERM).
 A command that fails or is interrupted before training leaves no folder behind. The process
 then ends without Python's slow teardown of torch (`_exit`).
 """
@@ -123,18 +124,15 @@ def _launch(argv: list[str]) -> int:
     # Hydra prints a failure of its own (writing .hydra/ to a full disk) as a traceback unless
     # told to raise it; main() then reports it in one line.
     os.environ["HYDRA_FULL_ERROR"] = "1"
-    if checked.target is None:
-        hydra.main(version_base="1.3", config_path=str(config.CONF_DIR), config_name="config")(hydra_main)()
-        return 0
-    claim = rundir.claim(checked.target)
-    folder = _folder_overrides(checked.target, claim.folder)
-    if checked.composed is not None:  # one plain run: Hydra's run mode on the config composed once
-        from . import single_run
+    if checked.target is not None:
+        folder = _folder_overrides(checked.target, rundir.claim(checked.target).folder)
+        if checked.composed is not None:  # one plain run: Hydra's run mode on the config composed once
+            from . import single_run
 
-        single_run.run(single_run.with_hydra_overrides(checked.composed, folder), hydra_main, str(config.CONF_DIR))
-        return 0
-    key = folder[0].split("=", 1)[0]
-    sys.argv[1:] = [a for a in argv if not a.lstrip("+").startswith(f"{key}=")] + folder
+            single_run.run(single_run.with_hydra_overrides(checked.composed, folder), hydra_main, str(config.CONF_DIR))
+            return 0
+        key = folder[0].split("=", 1)[0]
+        sys.argv[1:] = [a for a in argv if not a.lstrip("+").startswith(f"{key}=")] + folder
     hydra.main(version_base="1.3", config_path=str(config.CONF_DIR), config_name="config")(hydra_main)()
     return 0
 
