@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..checks import Choice
+from ..checks import Choice, check_at_most
 from .base import MODELS, ModelConfig
 
 Activation = Choice("Activation", {"leaky_relu": "leaky_relu", "relu": "relu"})
@@ -29,6 +29,7 @@ class MLPConfig(ModelConfig):
         self.positive_int("width", describe="expected a positive integer")
         if isinstance(self.depth, bool) or not isinstance(self.depth, int) or self.depth < 0:
             self.fail("depth", "expected an integer >= 0 (hidden layers)")
+        check_at_most(self.key("depth"), self.depth)
 
 
 class MLP(nn.Sequential):
