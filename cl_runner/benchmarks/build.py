@@ -84,13 +84,15 @@ def _check_fits(dataset, arrays: sources.Arrays, device: torch.device) -> None:
 
 
 def _check_examples(tasks: list[Task], val_share: float, root) -> None:
-    """Every task needs examples to train on, to validate and to test."""
+    """Every task needs examples to train on, to validate and to test: the data's fault first,
+    then the split's."""
     for task in tasks:
-        pool = len(task.train) + len(task.val)  # its examples in the data set's training set
-        if not pool:
+        if not len(task.train) + len(task.val):
             raise DataError(f"{root}: no training examples of task {task.index}'s classes ({task.name})")
         if not len(task.test):
             raise DataError(f"{root}: no test examples of task {task.index}'s classes ({task.name})")
+    for task in tasks:
+        pool = len(task.train) + len(task.val)  # its examples in the data set's training set
         for split, other in (("validation", task.val), ("training", task.train)):
             if not len(other):
                 raise ConfigError("dataset.val_share", val_share, f"leaves task {task.index} ({task.name}) no {split} "
