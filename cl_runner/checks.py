@@ -16,6 +16,11 @@ from typing import Any, ClassVar
 
 from .errors import ConfigError
 
+# The largest count any key takes (epochs, iterations, widths, depths, batch and memory sizes):
+# 2^31 - 1, far beyond any run (a model or memory that large is refused by its size first), and
+# what keeps a mistyped 2^63 from overflowing the libraries' arithmetic or looping for ever.
+MAX_COUNT = 2**31 - 1
+
 
 class Choice(str, Enum):
     """A closed set of string options; members are named after their values, so a YAML or
@@ -67,6 +72,13 @@ def check_positive_int(key: str, value: Any, allow_none: bool = False, none_mean
         return
     if not is_int(value) or value < 1:
         raise ConfigError(key, value, describe or "expected an integer >= 1" + (f", or null {none_means}" if allow_none else ""))
+    check_at_most(key, value)
+
+
+def check_at_most(key: str, value: int, high: int = MAX_COUNT) -> None:
+    """Refuse a count above `high` (by default MAX_COUNT, the bound of every count)."""
+    if value > high:
+        raise ConfigError(key, value, f"too large: at most {high}" + (" (2^31 - 1)" if high == MAX_COUNT else ""))
 
 
 def check_number(key: str, value: Any, low: float = 0.0, low_open: bool = False, high: float | None = None,

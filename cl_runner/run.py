@@ -32,16 +32,13 @@ from .optim import build_optimizer, build_schedule
 from .errors import WriteError
 from .records import RunLogs, check_writable, replaced, write_json, write_matrix
 from .seeds import Stream
+from .sizes import check_fits
 from .strategies import build_plugins
 from .table import Table
-from .trainer import evaluate, train_epoch
+from .trainer import Diverged, evaluate, train_epoch
 
 log = logging.getLogger(__name__)
 notice = logging.getLogger("cl_runner.notice")  # shown on the terminal too (conf/hydra/job_logging)
-
-
-class Diverged(RuntimeError):
-    """A non-finite loss or weight: the run cannot go on."""
 
 
 def run(cfg, output_dir: str | Path, overrides: list[str] = ()) -> dict:
@@ -60,6 +57,7 @@ def run(cfg, output_dir: str | Path, overrides: list[str] = ()) -> dict:
 
     with timing.phase("data"):
         bench = benchmarks.build(cfg, device)
+    check_fits(cfg, bench, device)  # the model, memories and batches the device must hold, before building them
     torch.manual_seed(cfg.seed)  # the initial weights do not depend on how the data was drawn
     with timing.phase("model"):
         net = models.build(cfg.model, bench.input_shape, bench.num_outputs, device, heads=[t.classes for t in bench.tasks])

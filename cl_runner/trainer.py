@@ -3,6 +3,10 @@
 Losses and correct counts accumulate in device tensors and are read once per epoch by
 the caller; the training set is resident on the device and a batch is an index
 selection of it, so no per-example Python work happens anywhere.
+
+`Diverged` is how training says it cannot go on: a non-finite loss or weight at the end of an
+epoch (cl_runner.run checks), or an optimiser step that cannot be applied at all (a learning
+rate or weight decay beyond the weights' float range, which PyTorch refuses as an overflow).
 """
 
 from __future__ import annotations
@@ -13,6 +17,14 @@ import torch.nn.functional as F
 from .benchmarks import augment
 from .context import RunContext
 from .examples import Examples
+
+# How PyTorch refuses a step scale (alpha = -lr) that the weights' dtype cannot represent
+# (c10's checked_convert: "value cannot be converted to type float without overflow").
+OVERFLOW = "without overflow"
+
+
+class Diverged(RuntimeError):
+    """A non-finite loss or weight, or a step that overflows the weights: the run cannot go on."""
 
 
 def train_epoch(ctx: RunContext, data: Examples, batch_size: int, generator: torch.Generator,
@@ -44,7 +56,13 @@ def train_epoch(ctx: RunContext, data: Examples, batch_size: int, generator: tor
         loss.backward()
         for plugin in plugins:
             plugin.before_step(ctx, batch)
-        ctx.optimizer.step()
+        try:
+            ctx.optimizer.step()
+        except RuntimeError as err:
+            if OVERFLOW not in str(err):
+                raise
+            raise Diverged(f"training diverged in task {ctx.task}, epoch {ctx.epoch}: the optimiser's step overflows the "
+                           f"weights' float range (lower train.lr, or optimizer.weight_decay)") from None
         ctx.step += 1
         for plugin in plugins:
             plugin.after_step(ctx, batch)

@@ -6,6 +6,12 @@ ends up on the run's device, images as stored (uint8, or float for rotated tasks
 npz files); `Prepare` turns them into model inputs per batch. A data set small enough as
 floats (MNIST's 70,000 images take 220 MB) is turned into floats here, once: converting every
 batch took a tenth of an MNIST MLP's training time, and it gives the same numbers.
+
+Two checks stop a run here rather than in training: the tasks' examples must fit in the
+device's memory before they are made (permuted and rotated tasks each copy the whole data
+set; `capacity`), and every task must end with training, validation and test examples (a
+`dataset.val_share` that leaves a task none is a config error; a data set without a task's
+classes in one of its splits a data error).
 """
 
 from __future__ import annotations
@@ -14,8 +20,8 @@ from dataclasses import replace
 
 import torch
 
-from .. import sources
-from ..errors import ConfigError
+from .. import capacity, sources
+from ..errors import ConfigError, DataError
 from ..examples import Examples, unit_floats
 from .base import Benchmark, Task, task_masks
 from .config import check_scenario, task_labels
@@ -43,6 +49,7 @@ def build(cfg, device: torch.device) -> Benchmark:
     source = str(dataset.source)
     root = dataset.path if source == "npz" else cfg.data.root
     arrays = sources.load(source, root, download=cfg.data.download, verify=cfg.data.verify)
+    _check_fits(dataset, arrays, device)
     pools, rng = _pools(arrays, cfg.seed, dataset.val_share, device)
     if dataset.kind == "split":
         labels = task_labels(dataset, arrays.num_classes)
@@ -51,11 +58,45 @@ def build(cfg, device: torch.device) -> Benchmark:
         tasks, num_outputs = _split_tasks(labels, scenario, pools, arrays.num_classes, device)
     else:
         tasks, num_outputs = _transformed_tasks(dataset, scenario, pools, rng, arrays.num_classes)
+    _check_examples(tasks, dataset.val_share, root)
     if sum(4 * split.x.numel() for task in tasks for split in (task.train, task.val, task.test)) <= FLOAT_STORAGE_LIMIT:
         tasks = [_with_floats(task) for task in tasks]
     mean, std = STANDARDISATION.get(source, (None, None))
     return Benchmark(tasks, scenario, num_outputs, task_masks(tasks, num_outputs, device),
                      tuple(arrays.train_x.shape[1:]), Prepare(mean, std).to(device), bool(dataset.augment))
+
+
+def _check_fits(dataset, arrays: sources.Arrays, device: torch.device) -> None:
+    """Refuse tasks whose examples the device could never hold, before they are made: each
+    permuted or rotated task is a copy of the whole data set (rotated ones as float32)."""
+    examples = len(arrays.train_y) + len(arrays.test_y)
+    one_copy = arrays.train_x.nbytes + arrays.test_x.nbytes + 3 * 8 * examples  # the images; y, task and label
+    copies = 1 if dataset.kind == "split" else int(dataset.num_tasks)
+    if dataset.kind == "rotated":
+        one_copy += (4 - arrays.train_x.itemsize) * (arrays.train_x.size + arrays.test_x.size)
+    memory = capacity.device_memory(device)
+    if copies * one_copy > memory.total:
+        need = capacity.format_bytes(copies * one_copy)
+        key, value = ("dataset.num_tasks", copies) if copies > 1 else ("device", str(device))
+        raise ConfigError(key, value, f"the tasks' examples take at least {need} ({copies} x "
+                          f"{capacity.format_bytes(one_copy)}) but {device} has {capacity.format_bytes(memory.total)}; "
+                          f"use fewer tasks, or a device with more memory")
+
+
+def _check_examples(tasks: list[Task], val_share: float, root) -> None:
+    """Every task needs examples to train on, to validate and to test: the data's fault first,
+    then the split's."""
+    for task in tasks:
+        if not len(task.train) + len(task.val):
+            raise DataError(f"{root}: no training examples of task {task.index}'s classes ({task.name})")
+        if not len(task.test):
+            raise DataError(f"{root}: no test examples of task {task.index}'s classes ({task.name})")
+    for task in tasks:
+        pool = len(task.train) + len(task.val)  # its examples in the data set's training set
+        for split, other in (("validation", task.val), ("training", task.train)):
+            if not len(other):
+                raise ConfigError("dataset.val_share", val_share, f"leaves task {task.index} ({task.name}) no {split} "
+                                  f"examples (of its {pool}); expected a share that leaves each task some of both")
 
 
 def _with_floats(task: Task) -> Task:

@@ -20,12 +20,12 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from ..registry import discover
-from .base import MODELS, Head, ModelConfig
+from .base import MODELS, Head, ModelConfig, Size
 from .heads import MultiHead, check_head, output_layer, split_output_layer
 from .modes import evaluating
 
-__all__ = ["MODELS", "Head", "ModelConfig", "MultiHead", "build", "check_head", "check_input", "count_parameters",
-           "evaluating", "output_layer"]
+__all__ = ["MODELS", "Head", "ModelConfig", "MultiHead", "Size", "build", "check_head", "check_input",
+           "count_parameters", "evaluating", "output_layer", "size", "size_knob"]
 
 
 def _node(cfg) -> ModelConfig:
@@ -50,6 +50,18 @@ def build(cfg, input_shape: tuple[int, ...], num_outputs: int, device: torch.dev
             raise ValueError("model.head=multi: build() needs the output indices of each task (heads)")
         split_output_layer(model, heads, num_outputs)
     return model.to(device)
+
+
+def size(cfg, input_shape: tuple[int, ...], num_outputs: int, heads: list[list[int]] | None = None) -> Size | None:
+    """The Size `build` would give, computed from the config without building (None: the model
+    does not say). With `cfg.head=multi` the heads' outputs are counted, as built."""
+    outputs = sum(map(len, heads)) if str(cfg.head) == "multi" and heads is not None else num_outputs
+    return _node(cfg).size(tuple(input_shape), outputs)
+
+
+def size_knob(cfg) -> str:
+    """The key (`model.width`, `model.depth`) its size grows with most in `cfg`."""
+    return _node(cfg).size_knob()
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from .base import MODELS, ModelConfig
+from .base import MODELS, ModelConfig, Size
 
 
 @dataclass
@@ -33,6 +33,16 @@ class CNNConfig(ModelConfig):
         if side >> self.blocks < 1:
             self.fail("blocks", f"each block halves the image: {input_shape[1]}x{input_shape[2]} images allow at "
                       f"most {side.bit_length() - 1} blocks")
+
+
+    def body_size(self, input_shape: tuple[int, ...]) -> Size:
+        channels, height, width = input_shape
+        w, blocks = self.width, self.blocks
+        parameters = 9 * channels * w + 9 * w * w * (blocks - 1) + 2 * w * blocks  # no conv bias; BN weight, bias
+        # Each block: the convolution's, the BatchNorm's and the ReLU's maps, then the pooled one.
+        maps = sum(3 * w * (height >> i) * (width >> i) + w * (height >> i + 1) * (width >> i + 1) for i in range(blocks))
+        features = w * (height >> blocks) * (width >> blocks)
+        return Size(parameters, features, channels * height * width + maps, max(channels, w) * height * width)
 
 
 def conv_block(in_channels: int, out_channels: int) -> nn.Sequential:

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..checks import Choice
-from .base import MODELS, ModelConfig
+from ..checks import Choice, check_at_most
+from .base import MODELS, ModelConfig, Size
 
 Activation = Choice("Activation", {"leaky_relu": "leaky_relu", "relu": "relu"})
 ACTIVATIONS = {"leaky_relu": nn.LeakyReLU, "relu": nn.ReLU}
@@ -29,6 +29,14 @@ class MLPConfig(ModelConfig):
         self.positive_int("width", describe="expected a positive integer")
         if isinstance(self.depth, bool) or not isinstance(self.depth, int) or self.depth < 0:
             self.fail("depth", "expected an integer >= 0 (hidden layers)")
+        check_at_most(self.key("depth"), self.depth)
+
+    def body_size(self, input_shape: tuple[int, ...]) -> Size:
+        features, width, depth = math.prod(input_shape), self.width, self.depth
+        if depth == 0:
+            return Size(0, features, features, features)
+        parameters = (features + 1) * width + (depth - 1) * (width + 1) * width
+        return Size(parameters, width, features + 2 * depth * width, max(features, width))  # each Linear, then its activation
 
 
 class MLP(nn.Sequential):

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import MODELS, ModelConfig
+from .base import MODELS, ModelConfig, Size
 
 STAGES = (2, 2, 2, 2)  # BasicBlocks per stage: ResNet-18
 
@@ -34,6 +34,24 @@ class ResNetConfig(ModelConfig):
 
     def check_input(self, input_shape: tuple[int, ...]) -> None:
         self.require_image(input_shape)
+
+
+    def body_size(self, input_shape: tuple[int, ...]) -> Size:
+        channels, height, width = input_shape
+        nf = self.width
+        parameters, maps = 9 * channels * nf + 2 * nf, 2 * nf * height * width  # the stem: convolution, BatchNorm
+        inputs = nf
+        for i, count in enumerate(STAGES):
+            out = nf * 2**i
+            for b in range(count):
+                if i and not b:  # a 3x3 convolution of stride 2 and padding 1: sides rounded up
+                    height, width = (height + 1) // 2, (width + 1) // 2
+                shortcut = inputs != out or (i and not b)
+                parameters += 9 * inputs * out + 9 * out * out + 4 * out + (inputs * out + 2 * out if shortcut else 0)
+                maps += (6 if shortcut else 4) * out * height * width  # convolutions and BatchNorms
+                inputs = out
+        return Size(parameters, inputs, channels * input_shape[1] * input_shape[2] + maps,
+                    max(channels, nf) * input_shape[1] * input_shape[2])
 
 
 def conv3x3(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:

@@ -5,12 +5,19 @@ decompressing, checksumming and parsing the published files every time.
 folder `root/.cl-runner-cache/` when it is valid, else decoding and (re)writing it. It is
 valid only when all of these hold, so it is never trusted blindly:
 
-- its manifest names this source and this cache format;
+- its manifest is in this cache format, and sealed: the SHA-256 of its content is recorded in
+  it, so an edited manifest (a changed class count, `verified` turned on) is caught, not trusted;
+- it names this source;
 - the data folder's files have the same names, sizes, modification and status change times
   as when it was built (replacing, touching, adding or removing any file there rebuilds it);
+  a dangling symbolic link there counts as the link itself;
 - it was built with the checksums checked, when this run asks for them (data.verify=true);
-- every array file has the recorded size, and its bytes the recorded CRC-32 (a fast hash:
-  about 10 ms for all of MNIST), so a damaged cache file is caught and rebuilt.
+- every array file has the recorded size, its .npy header the recorded dtype and shape (read
+  before anything is allocated: `files.read_npy`), and its bytes the recorded CRC-32 (a fast
+  hash: about 10 ms for all of MNIST), so a damaged cache file is caught and rebuilt;
+- the arrays pass the source's own format checks again (image shape and type, labels in range
+  of the source's classes, which must be the recorded count): milliseconds, and what the
+  decoder would have refused never reaches a run through the cache.
 
 Within one process (a sweep's runs, one after the other) the arrays read last are kept and
 given out again while the data folder's files stay as they were and the arrays' CRC-32s say
@@ -23,6 +30,7 @@ replaced last and atomically, so runs building the cache at once never read a mi
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -32,13 +40,15 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import DataError
+from .files import check_image_shape, check_labels, check_lengths, read_npy
 from .registry import Arrays, Source
 
 log = logging.getLogger(__name__)
 
 FOLDER = ".cl-runner-cache"
 MANIFEST = "manifest.json"
-FORMAT = 1  # bump when the arrays a decode returns change meaning
+FORMAT = 2  # bump when the arrays a decode returns, or the manifest, change meaning
 
 
 def decoded(source: Source, root: Path, verify: bool, read: bool = True) -> Arrays:
@@ -83,14 +93,25 @@ def _inputs(root: Path) -> dict[str, list[int]]:
     for folder, subfolders, files in os.walk(root):  # subfolders too: an extracted CIFAR archive
         subfolders[:] = sorted(d for d in subfolders if not (folder == str(root) and d == FOLDER))
         for name in sorted(files):
-            stat = os.stat(os.path.join(folder, name))
-            found[os.path.relpath(os.path.join(folder, name), root)] = [stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns]
+            path = os.path.join(folder, name)
+            try:
+                stat = os.stat(path)
+            except OSError:  # a dangling (or looping) symbolic link: the link itself, never an error
+                try:
+                    stat = os.lstat(path)
+                except OSError:  # removed meanwhile
+                    continue
+            found[os.path.relpath(path, root)] = [stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns]
     return found
 
 
 def _read(folder: Path, source: Source, inputs: dict, verify: bool) -> tuple[Arrays, dict[str, int]] | None:
     try:
         manifest = json.loads((folder / MANIFEST).read_text())
+        if manifest.get("format") != FORMAT:  # an older cl-runner's cache: rebuilt in this one's format
+            return None
+        if manifest.get("sha256") != _seal(manifest):
+            return _damaged(folder, MANIFEST, "its content does not match its SHA-256")
         if (manifest["format"], manifest["source"], manifest["inputs"]) != (FORMAT, source.name, inputs):
             return None
         if verify and not manifest["verified"]:
@@ -98,15 +119,46 @@ def _read(folder: Path, source: Source, inputs: dict, verify: bool) -> tuple[Arr
         arrays, crcs = {}, {}
         for key, entry in manifest["arrays"].items():
             path = folder / entry["file"]
-            if path.stat().st_size != entry["bytes"]:
-                return None
-            arrays[key], crcs[key] = np.load(path, allow_pickle=False), entry["crc32"]
+            with open(path, "rb") as file:
+                size = os.fstat(file.fileno()).st_size
+                if size != entry["bytes"]:
+                    return None
+                arrays[key], crcs[key] = read_npy(file, size, str(path)), entry["crc32"]
+            if [arrays[key].dtype.str, list(arrays[key].shape)] != [entry["dtype"], entry["shape"]]:
+                return _damaged(folder, entry["file"], "its header's dtype or shape is not the recorded one")
             if zlib.crc32(arrays[key]) != crcs[key]:
-                log.warning("the decoded-data cache %s was damaged (%s); rebuilding it", folder, entry["file"])
-                return None
-        return Arrays(**arrays, num_classes=manifest["num_classes"]), crcs
-    except (OSError, ValueError, KeyError, TypeError):  # absent, unreadable or not ours: rebuild
+                return _damaged(folder, entry["file"], "its bytes fail their CRC-32")
+        found = Arrays(**arrays, num_classes=manifest["num_classes"])
+        _check(found, source)
+        return found, crcs
+    except DataError as err:  # a damaged .npy header, or arrays the source's checks refuse
+        return _damaged(folder, MANIFEST, str(err))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):  # absent, unreadable or not ours: rebuild
         return None
+
+
+def _seal(manifest: dict) -> str:
+    """The SHA-256 of a manifest's content, its own seal left out."""
+    content = {key: value for key, value in manifest.items() if key != "sha256"}
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
+
+
+def _damaged(folder: Path, name: str, why: str) -> None:
+    log.warning("the decoded-data cache %s was damaged (%s: %s); rebuilding it", folder, name, why)
+    return None
+
+
+def _check(arrays: Arrays, source: Source) -> None:
+    """The source's format checks of decoded arrays, again (DataError)."""
+    if arrays.num_classes != source.num_classes:
+        raise DataError(f"{arrays.num_classes} classes recorded, but {source.name} has {source.num_classes}")
+    for split in ("train", "test"):
+        images, labels = getattr(arrays, f"{split}_x"), getattr(arrays, f"{split}_y")
+        if images.dtype != np.uint8 or images.ndim != 4 or labels.dtype != np.int64:
+            raise DataError(f"{split} arrays of types {images.dtype} {labels.dtype}, expected uint8 int64")
+        check_image_shape(images, source.shape, f"{split}_x")
+        check_labels(labels, source.num_classes, f"{split}_y")
+        check_lengths(images, labels, split)
 
 
 def _write(folder: Path, source: Source, inputs: dict, verify: bool, arrays: Arrays) -> dict[str, int]:
@@ -118,9 +170,11 @@ def _write(folder: Path, source: Source, inputs: dict, verify: bool, arrays: Arr
             array = np.ascontiguousarray(getattr(arrays, key))
             name = f"{key}-{crc:08x}-{array.size}.npy"
             _replace(folder / name, lambda file, array=array: np.save(file, array, allow_pickle=False))
-            entries[key] = {"file": name, "bytes": (folder / name).stat().st_size, "crc32": crc}
+            entries[key] = {"file": name, "bytes": (folder / name).stat().st_size, "crc32": crc,
+                            "dtype": array.dtype.str, "shape": list(array.shape)}
         manifest = {"format": FORMAT, "source": source.name, "num_classes": arrays.num_classes, "verified": verify,
                     "inputs": inputs, "arrays": entries}
+        manifest["sha256"] = _seal(manifest)
         _replace(folder / MANIFEST, lambda file: file.write(json.dumps(manifest, indent=1).encode()))
     except OSError as err:  # read-only data folder, full disk: run without a cache
         log.info("no decoded-data cache in %s (%s)", folder, err.strerror or err)

@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
-from .files import (REFETCH, check_folder, check_labels, check_lengths, check_md5, exists, md5_of_file, read_bytes,
-                    reading)
+from .files import (REFETCH, check_fits, check_folder, check_labels, check_lengths, check_md5, exists, md5_of_file,
+                    read_bytes, reading)
 from .registry import Arrays, RemoteFile, Source, register
 
 _RECONSTRUCT = np.zeros(0).__reduce__()[0]  # numpy's array-unpickling helper, wherever this numpy keeps it
@@ -70,6 +70,7 @@ def _from_archive(archive: Path, layout: Layout) -> dict[str, bytes]:
         with reading(archive), tarfile.open(archive, "r:gz") as tar:
             for member in tar:
                 if member.name in wanted and member.isfile():
+                    check_fits(member.size, archive, f"{member.name}, as the archive declares it,")
                     found[wanted[member.name]] = tar.extractfile(member).read()
     except tarfile.TarError as err:
         raise DataError(f"{archive} is unreadable: not a tar.gz archive ({err}); {REFETCH}") from None

@@ -45,18 +45,31 @@ def missing(source: Source, root: Path) -> list[RemoteFile]:
     return [remote for (_, stem), remote in zip(STEMS, source.files, strict=True) if _find(root, stem) is None]
 
 
+def _shape(data: bytes) -> tuple[int, ...] | None:
+    """The shape an IDX header declares (None when the header is cut short)."""
+    try:
+        return struct.unpack(f">{data[3]}I", data[4 : 4 + 4 * data[3]])
+    except (IndexError, struct.error):
+        return None
+
+
+def declared_size(head: bytes) -> int:
+    """The bytes of the IDX file whose first bytes are `head`, as its header declares them."""
+    shape = _shape(head)
+    return len(head) if shape is None else 4 + 4 * len(shape) + math.prod(shape)
+
+
 def parse_idx(data: bytes, path: Path) -> np.ndarray:
     """The uint8 array an IDX file holds; DataError naming the file if it is not one."""
-    try:
-        ndim = data[3]
-        shape = struct.unpack(f">{ndim}I", data[4 : 4 + 4 * ndim])
-    except (IndexError, struct.error):
-        raise DataError(f"{path} is not an IDX file (its header is cut short); {REFETCH}") from None
+    shape = _shape(data)
+    if shape is None:
+        raise DataError(f"{path} is not an IDX file (its header is cut short); {REFETCH}")
     if data[:2] != b"\0\0" or data[2] != 0x08:
         raise DataError(f"{path} is not a uint8 IDX file (header bytes {data[:4].hex()}); {REFETCH}")
-    body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
+    body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * len(shape))
     if body.size != math.prod(shape):
-        raise DataError(f"{path}: its header says shape {shape} but it holds {body.size} bytes of data; {REFETCH}")
+        held = f"more than {math.prod(shape)}" if body.size > math.prod(shape) else str(body.size)
+        raise DataError(f"{path}: its header says shape {shape} but it holds {held} bytes of data; {REFETCH}")
     return body.reshape(shape)
 
 
@@ -79,7 +92,7 @@ def decode(source: Source, root: Path, verify: bool) -> Arrays:
         if path is None:
             raise DataError(f"{source.name}: {root / remote.name} not found (expected {EXPECTS})")
         raw = read_bytes(path)
-        content = gunzip(raw, path) if path.suffix == ".gz" else raw
+        content = gunzip(raw, path, declared_size) if path.suffix == ".gz" else raw
         if verify:
             _verify(raw, content, path, remote)
         arrays[key], paths[key] = parse_idx(content, path), path

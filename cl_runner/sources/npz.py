@@ -8,24 +8,32 @@ The file holds four arrays: x_train, y_train, x_test, y_test.
 - Labels: integers >= 0, shaped [N] (or [N, 1]); the number of classes is the largest + 1.
 There is no published checksum and nothing to download, so `verify` and `download` do not
 apply; the format checks always do (missing arrays, lengths, dtypes, dimensions, labels).
+
+The archive is read member by member with zipfile, not np.load: each member must be a `.npy`
+file stored in a way zipfile can decompress (stored, deflate, bzip2, lzma; not encrypted),
+and its array is allocated only once its header accounts for the member's size
+(`files.read_npy`), so a damaged or hostile file ends in one line, never in a traceback or an
+allocation of what its header merely claims.
 """
 
 from __future__ import annotations
 
-import pickle
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import DataError
-from .files import check_labels, check_lengths, exists, reading
+from .files import check_labels, check_lengths, check_sides, exists, read_npy, reading
 from .registry import Arrays, RemoteFile, Source, register
 
 KEYS = ("x_train", "y_train", "x_test", "y_test")
 CHANNELS = (1, 3)
-# What np.load raises for a file that is not an .npz archive, or a damaged one.
-NPZ_ERRORS = (ValueError, zipfile.BadZipFile, pickle.UnpicklingError)
+# The compressions zipfile decompresses (others, such as deflate64, raise NotImplementedError).
+METHODS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflate", zipfile.ZIP_BZIP2: "bzip2",
+           zipfile.ZIP_LZMA: "lzma"}
+ENCRYPTED = 0x1 | 0x40  # the zip flags of traditional and of strong encryption
+NPY_MAGIC = b"\x93NUMPY"
 
 
 def missing(source: Source, root: Path) -> list[RemoteFile]:
@@ -37,22 +45,50 @@ def missing(source: Source, root: Path) -> list[RemoteFile]:
 
 
 def _read(path: Path) -> dict[str, np.ndarray]:
-    try:
-        with reading(path):
-            npz = np.load(path, allow_pickle=False)
-            if not isinstance(npz, np.lib.npyio.NpzFile):
-                raise DataError(f"{path} is a single .npy array, not an .npz file holding {', '.join(KEYS)}")
-            with npz:
-                absent = [key for key in KEYS if key not in npz.files]
-                if absent:
-                    raise DataError(f"{path} lacks {', '.join(absent)} (it holds: {', '.join(npz.files) or 'nothing'}); "
-                                    f"expected {', '.join(KEYS)}")
-                return {key: npz[key] for key in KEYS}
-    except NPZ_ERRORS as err:
-        raise DataError(f"{path} is not a readable .npz file ({err})") from None
+    with reading(path):
+        if not zipfile.is_zipfile(path):
+            with open(path, "rb") as file:
+                single = file.read(len(NPY_MAGIC)) == NPY_MAGIC
+            raise DataError(f"{path} is a single .npy array, not an .npz file holding {', '.join(KEYS)}" if single else
+                            f"{path} is not a readable .npz file (not a zip archive)")
+        try:
+            with zipfile.ZipFile(path) as archive:
+                members = _members(archive, path)
+                return {key: _array(archive, info, f"{path}: {info.filename}") for key, info in members.items()}
+        except zipfile.BadZipFile as err:  # a member's CRC or size does not match its bytes
+            raise DataError(f"{path} is not a readable .npz file ({err})") from None
+
+
+def _members(archive: zipfile.ZipFile, path: Path) -> dict[str, zipfile.ZipInfo]:
+    """The zip entries of the four arrays, each one zipfile can read; DataError otherwise."""
+    entries = {info.filename: info for info in archive.infolist()}
+    absent = [key for key in KEYS if f"{key}.npy" not in entries]
+    if absent:
+        raise DataError(f"{path} lacks {', '.join(absent)} (it holds: {', '.join(entries) or 'nothing'}); expected "
+                        f"{', '.join(f'{key}.npy' for key in KEYS)}")
+    members = {key: entries[f"{key}.npy"] for key in KEYS}
+    for info in members.values():
+        if info.compress_type not in METHODS:
+            raise DataError(f"{path}: {info.filename} is compressed with zip method {info.compress_type}, which cannot be "
+                            f"read here (allowed: {', '.join(METHODS.values())}); save it with np.savez or np.savez_compressed")
+        if info.flag_bits & ENCRYPTED:
+            raise DataError(f"{path}: {info.filename} is encrypted; save the arrays without a password (np.savez)")
+    return members
+
+
+def _array(archive: zipfile.ZipFile, info: zipfile.ZipInfo, where: str) -> np.ndarray:
+    with archive.open(info) as stream:
+        return read_npy(stream, info.file_size, where)
 
 
 def _images(images: np.ndarray, where: str) -> np.ndarray:
+    """Images [N, C, H, W] from one of the three layouts, each side at least 1."""
+    images = _layout(images, where)
+    check_sides(images, where)
+    return images
+
+
+def _layout(images: np.ndarray, where: str) -> np.ndarray:
     if images.dtype.kind == "f":
         images = images.astype(np.float32, copy=False)
         if not np.isfinite(images).all():
@@ -85,6 +121,8 @@ def decode(source: Source, root: Path, verify: bool) -> Arrays:
     if arrays["train_x"].dtype != arrays["test_x"].dtype:
         raise DataError(f"{root}: x_train is {arrays['train_x'].dtype} but x_test {arrays['test_x'].dtype}")
     num_classes = int(max(arrays["train_y"].max(), arrays["test_y"].max())) + 1
+    if num_classes < 2:
+        raise DataError(f"{root}: every label in y_train and y_test is 0: a classifier needs at least two classes")
     return Arrays(**arrays, num_classes=num_classes)
 
 
