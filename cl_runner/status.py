@@ -101,3 +101,19 @@ def untrained(folder: Path) -> bool:
         return True
     except (OSError, UnicodeDecodeError, csv.Error):
         return False
+
+
+def kept(folder: Path) -> str:
+    """What an interrupted command leaves in its run folder, said in its last line."""
+    folder = Path(folder)
+    try:
+        status = json.loads((folder / SUMMARY).read_text()).get("status")
+    except (OSError, ValueError, AttributeError):
+        return "before training started; nothing was kept"
+    if status == "completed":
+        return f"the run had completed; its results are in {folder}"
+    if untrained(folder):
+        return f"no epoch had finished, so {folder} holds nothing to continue: a new run may use it"
+    if os.path.lexists(folder / CHECKPOINT):
+        return f"finished epochs kept in {folder}; continue with resume={folder}"
+    return f"finished epochs kept in {folder}"
