@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from . import timing
-from .errors import ConfigError
+from .errors import ConfigError, DamagedRunError
 from .examples import unit_floats
 from .records import replaced
 
@@ -56,8 +56,8 @@ def load(folder: Path, device: torch.device, float_images: bool = False) -> dict
         state = torch.load(path, map_location=device, weights_only=True)
     except Exception as err:  # noqa: BLE001 - truncated file, or an object weights_only refuses
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise ConfigError("resume", str(folder), f"{path} is unreadable ({first}); resume from another run folder") from None
-    if float_images:
+        raise DamagedRunError(folder, f"{path.name} is unreadable ({first})") from None
+    if float_images and isinstance(state, dict) and isinstance(state.get("plugins"), list):
         state["plugins"] = _with_float_images(state["plugins"])
     return state
 

@@ -181,9 +181,9 @@ def hydra_main(cfg) -> float:
             sys.exit(code)
         return math.nan
     except KeyboardInterrupt as err:
-        where = (f"finished epochs kept in {results_dir}" if (results_dir / "summary.json").exists()
-                 else "before training started; nothing was kept")
-        sys.exit(_say(f"cl-run: interrupted ({interrupts.describe(err)}); {where}", EXIT_INTERRUPTED))
+        from .status import kept
+
+        sys.exit(_say(f"cl-run: interrupted ({interrupts.describe(err)}); {kept(results_dir)}", EXIT_INTERRUPTED))
     finally:
         if own is not None:
             with interrupts.ignored():

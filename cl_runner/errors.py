@@ -4,7 +4,9 @@
 the data folder is missing or a file fails its checksum; `WriteError` (exit 5) when the run
 folder cannot take the results (a full disk, a folder made read-only or removed);
 `LaunchError` (exit 6) when a sweep's cluster launcher cannot submit or reach its jobs (sbatch
-refuses them, no Ray cluster answers). Anything
+refuses them, no Ray cluster answers), or one of its jobs' processes dies;
+`DamagedRunError` (exit 7) when the run folder `resume=` would continue is not whole (a file
+missing, cut short or edited, so that its rows, its checkpoint and its records disagree). Anything
 else that stops a run after it started (divergence, interruption) is reported in
 `summary.json`.
 """
@@ -18,7 +20,8 @@ EXIT_CONFIG = 2
 EXIT_DATA = 3
 EXIT_FAILED = 4  # the run started and failed (e.g. diverged)
 EXIT_WRITE = 5  # results could not be written
-EXIT_LAUNCH = 6  # a cluster launcher could not submit the sweep's jobs
+EXIT_LAUNCH = 6  # a sweep's launcher could not submit or run the sweep's jobs
+EXIT_DAMAGED = 7  # the run folder to resume is damaged: nothing was changed
 EXIT_INTERRUPTED = 130  # SIGINT / SIGTERM, as shells report Ctrl-C
 
 
@@ -64,3 +67,18 @@ class LaunchError(UserError):
     and the cluster's own first line of explanation."""
 
     exit_code = EXIT_LAUNCH
+
+
+class DamagedRunError(UserError):
+    """The run folder `resume=` names cannot be continued as it is: a file of it is missing,
+    unreadable, cut short or edited, so that metrics.csv, train_log.csv, checkpoint.pt and
+    trackers.json no longer agree. Neither a typo (exit 2: the command is fine) nor a failed
+    write (exit 5: nothing was written); the folder is left exactly as it was. Names the folder,
+    the file and what does not fit."""
+
+    exit_code = EXIT_DAMAGED
+
+    def __init__(self, folder: os.PathLike | str, what: str):
+        self.folder = os.path.abspath(folder)
+        super().__init__(f"{self.folder} cannot be resumed: {what}; restore the file or start the run again "
+                         "(overwrite=true)")

@@ -5,6 +5,13 @@ cluster's time limit) raise `Interrupted`, a KeyboardInterrupt too, so one `exce
 KeyboardInterrupt` handles both and no `except Exception` can swallow either. The CLI
 installs it before it imports anything heavy; `ignored()` holds both off while a run's
 folder is being tidied up, so the tidying is never left half done.
+
+`holding()` is for a block whose way out must be recorded (a run, once its summary.json
+exists: `cl_runner.status`): inside it each signal raises its interrupt at once, as above,
+until the first one has been raised or `Hold.start()` is called; from then on the later ones
+are kept in `Hold.signals` instead of raised, so that the code deciding how the block ended,
+and writing it down, runs whole -- there is no moment at which a second signal could cut it
+short, because the handler itself, not the code it interrupted, turns the holding on.
 """
 
 from __future__ import annotations
@@ -20,8 +27,13 @@ class Interrupted(KeyboardInterrupt):
     """SIGTERM arrived; str() is the signal's name."""
 
 
+def interrupt(signum: int) -> KeyboardInterrupt:
+    """The exception a signal raises: KeyboardInterrupt for SIGINT, as Python's own handler does."""
+    return KeyboardInterrupt() if signum == signal.SIGINT else Interrupted(signal.Signals(signum).name)
+
+
 def raise_interrupted(signum, frame) -> None:
-    raise Interrupted(signal.Signals(signum).name)
+    raise interrupt(signum)
 
 
 def install() -> None:
@@ -41,6 +53,45 @@ def ignored():
     previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in SIGNALS}
     try:
         yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+class Hold:
+    """The signals of a `holding()` block: raised until the holding starts, kept after."""
+
+    def __init__(self):
+        self.on = False
+        self.signals: list[int] = []  # those that arrived once the holding was on
+
+    def start(self) -> None:
+        self.on = True
+
+    def handle(self, signum, frame) -> None:
+        if self.on:
+            self.signals.append(signum)
+            return
+        self.on = True  # before the raise: the except clause that catches it is already held
+        raise interrupt(signum)
+
+
+@contextmanager
+def holding():
+    """Yield a `Hold` whose handler takes SIGINT and SIGTERM inside the block (see the module
+    docstring). A signal set to be ignored (SIGINT in a shell's background job) stays ignored;
+    outside the main thread, where no handler runs, the block runs as it is."""
+    hold = Hold()
+    if threading.current_thread() is not threading.main_thread():
+        yield hold
+        return
+    previous = {sig: signal.getsignal(sig) for sig in SIGNALS}  # None: set outside Python, taken as the default
+    previous = {sig: signal.SIG_DFL if handler is None else handler for sig, handler in previous.items()
+                if handler is not signal.SIG_IGN}
+    for sig in previous:
+        signal.signal(sig, hold.handle)
+    try:
+        yield hold
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

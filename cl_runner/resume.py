@@ -54,6 +54,10 @@ def saved_config(folder: Path) -> DictConfig:
         raise refuse(f"is damaged ({_first_line(err)})") from None
     if not isinstance(values, DictConfig):
         raise refuse("is not a cl-run config (not a mapping)")
+    try:  # cl-run saves it resolved: an interpolation in it was written by hand, and is resolved once, here
+        values = OmegaConf.create(OmegaConf.to_container(values, resolve=True))
+    except OmegaConfBaseException as err:
+        raise refuse(f"holds a value that cannot be resolved ({_first_line(err)})") from None
     missing = [key for key in REQUIRED if OmegaConf.select(values, key, default=None) is None]
     if missing:
         raise refuse(f"lacks {', '.join(missing)}: not a complete cl-run config")

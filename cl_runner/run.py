@@ -1,22 +1,21 @@
 """Run one experiment: `run(cfg, output_dir)` trains over the tasks and writes the results.
 
 This is the whole lifecycle of a run, top to bottom: check the config, load the data onto
-the device, build the model and the strategy's plugins into one `RunContext`, then for each
-stage (one per task, or a single one for joint training) train epoch by epoch, log every
-epoch's rows, let the plugins update their state, and checkpoint; at the end write
-summary.json (before the figures, so that it is there even if they cannot be drawn) and the
-end-of-run checks' warnings (`cl_runner.diagnose`). However a run ends -- done, failed (it
-diverged, or its files could not be written) or interrupted -- summary.json says so. A
-`resume=` run is prepared by `cl_runner.resume`. The Hydra entry point in `cl_runner.cli` is
-a thin wrapper around this function; tests call it directly.
+the device, build the model, the optimiser and the strategy's plugins into one `RunContext`
+(a resumed run's checkpoint checked against them and loaded: `cl_runner.continuation`),
+then, once `cl_runner.status` has written summary.json, for each stage (one per task, or a
+single one for joint training) train epoch by epoch, log every epoch's rows, let the plugins
+update their state, and checkpoint; at the end the results, accuracy_matrix.csv and the
+figures (`cl_runner.outputs`). However a run ends -- done, failed (it diverged, or its files
+could not be written) or interrupted at any moment -- `cl_runner.status` rewrites
+summary.json to say so. A `resume=` run is prepared by `cl_runner.resume`. The Hydra entry
+point in `cl_runner.cli` is a thin wrapper around this function; tests call it directly.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import resource
-import signal
 import time
 from pathlib import Path
 
@@ -24,17 +23,15 @@ import torch
 from omegaconf import OmegaConf
 from tqdm import tqdm
 
-from . import benchmarks, checkpoint, diagnose, interrupts, metrics, models, plots, resume, run_info, schedule, timing, trackers
+from . import benchmarks, checkpoint, continuation, models, outputs, resume, schedule, status, timing, trackers
 from .config import save_config, validate
 from .context import RunContext
 from .device import resolve_device, setup_torch
 from .optim import build_optimizer, build_schedule
-from .errors import WriteError
-from .records import RunLogs, check_writable, replaced, write_json, write_matrix
+from .records import RunLogs, check_writable
 from .seeds import Stream
 from .sizes import check_fits
 from .strategies import build_plugins
-from .table import Table
 from .trainer import Diverged, evaluate, train_epoch
 
 log = logging.getLogger(__name__)
@@ -64,14 +61,17 @@ def run(cfg, output_dir: str | Path, overrides: list[str] = ()) -> dict:
     model = benchmarks.Prepared(bench.prepare, net)  # the data's own input preparation in front
     ctx = RunContext(cfg, bench, model, None, device, forward=torch.compile(model) if cfg.train.compile else None,
                      plugins=build_plugins(cfg), out=out)
-    floats = bench.tasks[0].train.x.is_floating_point()  # small data sets are held as floats (benchmarks.build)
-    state = checkpoint.load(out, device, float_images=floats) if applied is not None else None
-    save_config(cfg, out / checkpoint.CONFIG)
-    if state is not None:
-        notice.info("resuming %s after task %d%s", out, state["completed_stage"],
-                    f"; applied {' '.join(applied)}" if applied else "")
-    log.info("run folder %s; device %s (%d CPU threads); %s", out, device, torch.get_num_threads(), _settings(cfg))
-    return _train_all(ctx, state)
+    ctx.optimizer = _new_optimizer(ctx)
+    stages = schedule.plan(cfg, [t.name for t in bench.tasks])
+    state = None
+    if applied is not None:  # what the run continues, checked whole and loaded before anything is written
+        floats = bench.tasks[0].train.x.is_floating_point()  # small data sets are held as floats (benchmarks.build)
+        state = continuation.restore(ctx, checkpoint.load(out, device, float_images=floats), stages)
+    summary = {"status": "running", "output_dir": str(out.resolve()), "strategy": cfg.strategy.name,
+               "device": str(ctx.device), "parameters": models.count_parameters(model),
+               "tasks": [t.name for t in bench.tasks]}
+    return status.recorded(out, summary, body=lambda: _train_all(ctx, stages, state, applied, summary),
+                           close=lambda s: outputs.close(ctx, s), tell=lambda s: _tell(ctx, s))
 
 
 def _settings(cfg) -> str:
@@ -86,60 +86,48 @@ def _new_optimizer(ctx: RunContext) -> torch.optim.Optimizer:
     return build_optimizer(ctx.cfg, ctx.model.parameters())
 
 
-def _train_all(ctx: RunContext, state: dict | None) -> dict:
-    cfg, out, model = ctx.cfg, ctx.out, ctx.model
-    stages = schedule.plan(cfg, [t.name for t in ctx.benchmark.tasks])
-    first_stage, global_epoch, task_seconds = 0, 0, []
+def _train_all(ctx: RunContext, stages: list, state: dict | None, applied: list[str] | None, summary: dict) -> None:
+    """The run from its config.yaml to its final outputs (`cl_runner.status` records how it ends)."""
+    cfg, out = ctx.cfg, ctx.out
+    save_config(cfg, out / checkpoint.CONFIG)
     if state is not None:
-        model.load_state_dict(state["model"])
-        for plugin, plugin_state in zip(ctx.plugins, state["plugins"]):
-            plugin.load_state_dict(plugin_state)
+        notice.info("resuming %s after task %d%s", out, state["completed_stage"],
+                    f"; applied {' '.join(applied)}" if applied else "")
+    log.info("run folder %s; device %s (%d CPU threads); %s", out, ctx.device, torch.get_num_threads(), _settings(cfg))
+    first_stage, global_epoch = 0, 0
+    summary["task_seconds"] = task_seconds = []
+    if state is not None:
         first_stage, global_epoch = state["completed_stage"] + 1, state["global_epoch"]
-        task_seconds = list(state["task_seconds"])
-
+        task_seconds.extend(state["task_seconds"])
     ctx.logs = RunLogs(out, ctx.term_names, done_tasks=first_stage if state is not None else None)
-    summary = {"status": "running", "output_dir": str(out.resolve()), "strategy": cfg.strategy.name, "device": str(ctx.device),
-               "parameters": models.count_parameters(model), "tasks": [t.name for t in ctx.benchmark.tasks]}
-    write_json(out / "summary.json", summary)
-    ctx.optimizer = _new_optimizer(ctx)
-    if state is not None and not cfg.train.reset_optimizer:
-        ctx.optimizer.load_state_dict(state["optimizer"])
+    # Experiment trackers (logger=...): one that cannot start fails the run here, before training.
+    ctx.logs.trackers = trackers.start(cfg, out, resumed_at=global_epoch if state is not None else None)
+    if state is None:  # the untrained model: the baseline of forward transfer
+        ctx.logs.epoch(None, _eval_rows(ctx, 0, 0, ("val", "test")))
+    for stage in stages[first_stage:]:
+        if cfg.train.reset_optimizer:
+            ctx.optimizer = _new_optimizer(ctx)
+        started = time.perf_counter()
+        global_epoch, test_acc = _train_stage(ctx, stage, global_epoch)
+        task_seconds.append(round(time.perf_counter() - started, 3))
+        log.info("task %d (%s) done in %.1f s: test acc per task [%s]", stage.index, stage.name, task_seconds[-1],
+                 " ".join(f"{a:.3f}" for a in test_acc))
+        if cfg.checkpoint.every_task:
+            checkpoint.save(out, {
+                "completed_stage": stage.index, "global_epoch": global_epoch, "task_seconds": task_seconds,
+                "model": ctx.model.state_dict(), "optimizer": ctx.optimizer.state_dict(),
+                "plugins": [p.state_dict() for p in ctx.plugins],
+                "run": continuation.identity(cfg, [t.name for t in ctx.benchmark.tasks]),
+            })
+    outputs.complete(ctx, summary)
 
-    previous = {sig: signal.signal(sig, interrupts.raise_interrupted) for sig in (signal.SIGTERM,)}
-    try:
-        # Experiment trackers (logger=...): one that cannot start fails the run here, before training.
-        ctx.logs.trackers = trackers.start(cfg, out, resumed_at=global_epoch if state is not None else None)
-        if state is None:  # the untrained model: the baseline of forward transfer
-            ctx.logs.epoch(None, _eval_rows(ctx, 0, 0, ("val", "test")))
-        for stage in stages[first_stage:]:
-            if cfg.train.reset_optimizer:
-                ctx.optimizer = _new_optimizer(ctx)
-            started = time.perf_counter()
-            global_epoch, test_acc = _train_stage(ctx, stage, global_epoch)
-            task_seconds.append(round(time.perf_counter() - started, 3))
-            log.info("task %d (%s) done in %.1f s: test acc per task [%s]", stage.index, stage.name, task_seconds[-1],
-                     " ".join(f"{a:.3f}" for a in test_acc))
-            if cfg.checkpoint.every_task:
-                checkpoint.save(out, {
-                    "completed_stage": stage.index, "global_epoch": global_epoch, "task_seconds": task_seconds,
-                    "model": model.state_dict(), "optimizer": ctx.optimizer.state_dict(),
-                    "plugins": [p.state_dict() for p in ctx.plugins],
-                })
-    except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM (interrupts.Interrupted)
-        summary.update(status="interrupted", error=f"interrupted ({interrupts.describe(err)})")
-        with interrupts.ignored():  # a second Ctrl-C must not cut the record of the first short
-            _finish(ctx, summary, task_seconds, final=False)
-        raise
-    except Exception as err:  # Diverged, WriteError, or a bug: never leave a run looking unfinished-but-fine
-        summary.update(status="failed", error=f"{type(err).__name__}: {err}")
-        with interrupts.ignored():
-            _finish(ctx, summary, task_seconds, final=False)
-        raise
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    summary["status"] = "completed"
-    return _finish(ctx, summary, task_seconds, final=True)
+
+def _tell(ctx: RunContext, summary: dict) -> None:
+    """After summary.json says how the run ended: an unfinished run's curves, then the
+    trackers (last: they get summary.json and the figures as written)."""
+    outputs.unfinished(ctx, summary)
+    if ctx.logs is not None and ctx.logs.trackers is not None:
+        ctx.logs.trackers.finish(summary, ctx.out)
 
 
 @timing.phase("evaluation")
@@ -213,83 +201,3 @@ def _check_finite(ctx: RunContext, mean_terms: torch.Tensor) -> tuple[float, lis
             "(lower train.lr, or the regularisation strength such as ewc.alpha)"
         )
     return total, terms
-
-
-def _peak_memory(device: torch.device) -> dict:
-    # ru_maxrss is in KiB on Linux.
-    out = {"host_peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
-    if device.type == "cuda":
-        out["device_peak_allocated_mib"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
-    return out
-
-
-@timing.phase("outputs")
-def _finish(ctx: RunContext, summary: dict, task_seconds: list[float], final: bool) -> dict:
-    """Close the logs, add the results and the end-of-run checks to the summary, write
-    summary.json, then draw the figures. After a failure or an interruption (`final` false)
-    nothing here may hide it: what cannot be written is left out, and summary.json is
-    overwritten in place if a full disk has no room for a new copy."""
-    out = ctx.out
-    summary["task_seconds"] = task_seconds
-    summary.update(_peak_memory(ctx.device))
-    for plugin in ctx.plugins:
-        summary.update(plugin.summary())
-    try:
-        ctx.logs.close()
-        table, train_table = Table.read_csv(out / "metrics.csv"), Table.read_csv(out / "train_log.csv")
-        matrix = _add_results(ctx, summary, table, train_table) if final else None
-    except WriteError:
-        if final:
-            raise
-        table = matrix = None
-    except (OSError, ValueError) as err:  # the folder removed, or a log cut short
-        if final:
-            raise WriteError(out, err if isinstance(err, OSError) else OSError(str(err))) from None
-        table = matrix = None
-    try:
-        write_json(out / "summary.json", summary, in_place_if_full=not final)
-        if table is not None:
-            _draw_figures(ctx, summary, (table, train_table), matrix)
-    except WriteError as err:
-        if final:  # the numbers are in summary.json, but the run's files are not all there
-            summary.update(status="failed", error=str(err))
-            write_json(out / "summary.json", summary, in_place_if_full=True)
-            raise
-    finally:
-        if ctx.logs.trackers is not None:  # last: they get summary.json and the figures as written
-            ctx.logs.trackers.finish(summary, out)
-    return summary
-
-
-def _add_results(ctx: RunContext, summary: dict, table: Table, train_table: Table):
-    """The final accuracies, the accuracy matrix and its metrics, and the end-of-run checks;
-    returns the matrix (None when no task finished)."""
-    if not ((table["train_task"] >= 0).any() and (table["split"] == "test").any()):
-        return None
-    matrix = metrics.accuracy_matrix(table)
-    last = table[table["train_task"] == table["train_task"].max()]
-    last = last[last["epoch"] == last["epoch"].max()]
-    for split in ("val", "test"):
-        summary[f"final_{split}_acc"] = last[last["split"] == split].sort_values("eval_task")["acc"].round(6).tolist()
-    summary["accuracy_matrix"] = matrix.round(6).tolist()
-    summary.update(metrics.summarize(matrix, metrics.initial_accuracy(table)))
-    tasks = ctx.benchmark.tasks
-    summary["warnings"] = diagnose.warnings(matrix, train_table, [t.name for t in tasks], [1 / len(t.classes) for t in tasks])
-    for line in summary["warnings"]:
-        log.warning(line)
-    with replaced(ctx.out / "accuracy_matrix.csv") as tmp:
-        write_matrix(matrix, tmp)
-    return matrix
-
-
-def _draw_figures(ctx: RunContext, summary: dict, tables: tuple[Table, Table], matrix) -> None:
-    """The figures, titled with the run's identity and results, each drawn to a temporary file
-    and renamed: never half a PNG."""
-    table, train_table = tables
-    info = run_info.describe(ctx.cfg, summary, ctx.benchmark)
-    if matrix is not None:
-        with replaced(ctx.out / "accuracy_matrix.png") as tmp:
-            plots.plot_accuracy_matrix(matrix, info, tmp)
-    if len(train_table):
-        with replaced(ctx.out / "curves.png") as tmp:
-            plots.plot_curves(table, train_table, info, tmp)

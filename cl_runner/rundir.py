@@ -10,7 +10,8 @@ once still get two folders.
 
 Results are what a run writes once training starts (`RESULT_FILES`; for a sweep, any job
 folder holding them). A folder holding only what Hydra writes first (`.hydra/`,
-`cl-run.log`) -- a run killed before it trained -- holds nothing to lose: it is reused.
+`cl-run.log`) -- a run killed before it trained -- holds nothing to lose: it is reused; so
+is one whose run ended, however, before its first epoch finished (`status.untrained`).
 
 `release(claim)` drops the lock. A run that wrote no results (it failed or was interrupted
 before training) leaves nothing behind: the files Hydra put there and the folders this
@@ -26,6 +27,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import status
 from .errors import ConfigError, WriteError
 
 LOCK = ".cl-run.lock"
@@ -184,7 +186,7 @@ def _check_earlier_results(held_claim: Claim) -> None:
     found = results_in(folder, target.sweep)
     if not found:
         return
-    if not target.overwrite:
+    if not target.overwrite and not _untrained(folder, found, target.sweep):
         what = "runs" if target.sweep else "a run"
         todo = "move it aside" if target.sweep else f"continue it with resume={folder}"
         raise ConfigError(target.key, target.folder, f"{folder} already holds {what} ({', '.join(found[:4])}"
@@ -195,6 +197,12 @@ def _check_earlier_results(held_claim: Claim) -> None:
             _remove(folder / name.rstrip("/"), inside=name.endswith("/"))
     except OSError as err:
         raise ConfigError("overwrite", True, f"cannot remove the earlier results in {_why(folder, err)}") from None
+
+
+def _untrained(folder: Path, found: list[str], sweep: bool) -> bool:
+    """Every run of the folder ended before an epoch finished (`status.untrained`; its process
+    is gone, since the lock is ours): nothing there to lose, and its files are replaced."""
+    return all(status.untrained(folder / name.rstrip("/")) for name in found) if sweep else status.untrained(folder)
 
 
 def _remove(path: Path, inside: bool = False) -> None:
