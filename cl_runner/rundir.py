@@ -31,8 +31,13 @@ from .errors import ConfigError, WriteError
 LOCK = ".cl-run.lock"
 HYDRA_FILES = (".hydra", "cl-run.log")  # written by Hydra before the run starts
 RESULT_FILES = ("summary.json", "metrics.csv", "train_log.csv", "config.yaml", "checkpoint.pt",
-                "accuracy_matrix.csv", "accuracy_matrix.png", "curves.png")
-SWEEP_FILES = ("multirun.yaml", "optimization_results.yaml")  # a sweep folder's own
+                "accuracy_matrix.csv", "accuracy_matrix.png", "curves.png",
+                # what the experiment trackers keep in the run folder (cl_runner/trackers/)
+                "trackers.json", "tensorboard", "wandb")
+# A sweep folder's own: Hydra's record, Optuna's result, and the MLflow store its jobs share
+# (cl_runner/trackers/mlflow.py), which goes with the runs it holds when they are replaced.
+SWEEP_FILES = ("multirun.yaml", "optimization_results.yaml", "mlruns")
+REFUSED = ".cl-run.refused"  # a sweep's jobs that were refused (see record_refusal)
 # A cluster launcher's job scripts and logs (submitit's): kept even when no run started, as
 # they say why (the script sbatch refused, a job's traceback on the node).
 LAUNCHER_FILES = (".submitit",)
@@ -250,9 +255,33 @@ def _has_results(held_claim: Claim) -> bool:
     return bool(results_in(held_claim.folder, held_claim.target.sweep))
 
 
+def record_refusal(sweep: Path, line: str) -> None:
+    """Note in the sweep folder that one of its jobs was refused (its folder is another run's),
+    for the sweep's own process to report (`take_refusals`): a job may run in another process,
+    or on another machine of a cluster, that shares the folder. One short append is atomic."""
+    try:
+        fd = os.open(sweep / REFUSED, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, (line.replace("\n", " ") + "\n").encode())
+        finally:
+            os.close(fd)
+    except OSError:  # the sweep folder cannot take it: the job's result is lost from the exit code only
+        pass
+
+
+def take_refusals(sweep: Path) -> list[str]:
+    """The refusals its jobs recorded (see record_refusal), removing the record."""
+    try:
+        lines = (sweep / REFUSED).read_text().splitlines()
+        os.unlink(sweep / REFUSED)
+    except OSError:
+        return []
+    return lines
+
+
 def _discard(held_claim: Claim) -> None:
     folder = held_claim.folder
-    for name in HYDRA_FILES:
+    for name in HYDRA_FILES + (REFUSED,):
         _remove(folder / name)
     if held_claim.target.sweep:
         for name in set(os.listdir(folder)) - held_claim.existing - set(LAUNCHER_FILES):
