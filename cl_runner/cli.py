@@ -135,12 +135,37 @@ def _launch(argv: list[str]) -> int:
         hydra_app.run(hydra_app.with_hydra_overrides(checked.composed, folder), hydra_main, checked.cmd)
         return 0
     hydra_app.multirun(checked.cmd, hydra_main, [*checked.extra, *folder])
-    refused = rundir.take_refusals(claimed)
+    refused = _take_refusals(claimed)
     if not refused:
         return 0
     which = f"{len(refused)} sweep jobs were refused, the first: job" if len(refused) > 1 else "sweep job"
     return _say(f"cl-run: error: {which} {refused[0]}; the other jobs ran, their results are in {claimed}",
                 ConfigError.exit_code)
+
+
+def _record_refusal(sweep: Path, line: str) -> None:
+    """Note in the sweep folder that one of its jobs was refused (its folder is another run's),
+    for the sweep's own process to report (`_take_refusals`): a job may run in another process,
+    or on another machine of a cluster, that shares the folder. One short append is atomic."""
+    try:
+        fd = os.open(sweep / rundir.REFUSED, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, (line.replace("\n", " ") + "\n").encode())
+        finally:
+            os.close(fd)
+    except OSError:  # the sweep folder cannot take it: the job's result is lost from the exit code only
+        pass
+
+
+def _take_refusals(sweep: Path) -> list[str]:
+    """The refusals its jobs recorded (see _record_refusal), removing the record."""
+    try:
+        lines = (sweep / rundir.REFUSED).read_text().splitlines()
+        os.unlink(sweep / rundir.REFUSED)
+    except OSError:
+        return []
+    return lines
+
 
 
 def _folder_overrides(target: rundir.Target, folder: Path) -> list[str]:
@@ -179,7 +204,7 @@ def hydra_main(cfg) -> float:
                 print(f"cl-run: error: {err}", file=sys.stderr, flush=True)
                 sys.exit(err.exit_code)
             # The sweep's own process reports it, and fails the sweep (the job may run in another).
-            rundir.record_refusal(Path(hydra_cfg.sweep.dir), f"{hydra_cfg.job.num} ({' '.join(hydra_cfg.overrides.task)}): {err}")
+            _record_refusal(Path(hydra_cfg.sweep.dir), f"{hydra_cfg.job.num} ({' '.join(hydra_cfg.overrides.task)}): {err}")
             return math.nan
     try:
         summary = run(cfg, output_dir, overrides=list(hydra_cfg.overrides.task))

@@ -29,7 +29,9 @@ from . import config, hydra_app, job_folders, overrides, resume, rundir
 from .errors import ConfigError, UserError
 from .models import MODELS
 
-_COMPOSE_ERRORS = (HydraException, OmegaConfBaseException, ValueError, TypeError, OSError)
+# What Hydra's composition raises for a bad command line; OmegaConf raises its own AssertionError
+# or AttributeError for a key added under a null mapping (`+hydra.sweeper.params.seed=1`).
+_COMPOSE_ERRORS = (HydraException, OmegaConfBaseException, ValueError, TypeError, OSError, AssertionError, AttributeError)
 
 
 def _keys_under(cfg: DictConfig, path: str) -> str:
@@ -85,6 +87,10 @@ def as_user_error(err: Exception, overrides: list[str] = ()) -> UserError:
     if isinstance(cause, OmegaConfBaseException) and choice and full_key:
         # A closed choice (an Enum): the message every other check gives.
         return ConfigError(full_key, choice.group(1), f"allowed: {choice.group(2)}")
+    if isinstance(err, (AssertionError, AttributeError)) and not isinstance(err, OmegaConfBaseException):
+        suspects = [o for o in overrides if o.startswith("+") or "={" in o] or list(overrides)
+        return UserError(f"invalid config: {' '.join(suspects)}: sets keys under a value that is null, "
+                         "which Hydra's overrides cannot fill (set it in a config file, e.g. an experiment)")
     return UserError(one_line(err, overrides))
 
 
