@@ -6,10 +6,12 @@ checks the whole command line (`precheck`: a mistake ends in one line and exit c
 anything runs), claims the output folder (`rundir`: made unique, locked, never another run's
 results) and passes it to Hydra, whose task function `hydra_main` runs one experiment and
 prints a one-line summary: a plain run through Hydra's `run_job` on the precheck's own
-composition (`single_run`), a sweep or a command with a Hydra flag through `hydra.main`.
+composition, a sweep through Hydra's multirun (`hydra_app`: neither reads or rewrites
+sys.argv), a command that runs nothing (`--help`, `--cfg`, ...) through `hydra.main`.
 However it ends, it ends in one line and an exit code: 0 done, 2 bad config, 3 bad or
 missing data, 4 the run failed (diverged), 5 results could not be written, 6 a cluster
-launcher could not run the sweep, 130 interrupted (SIGINT or SIGTERM).
+launcher could not run the sweep, 130 interrupted (SIGINT or SIGTERM). A sweep of which a job
+was refused (its folder another run's) ends with 2 once its other jobs have run.
 A command that fails or is interrupted before training leaves no folder behind. The process
 then ends without Python's slow teardown of torch (`_exit`).
 """
@@ -116,7 +118,7 @@ def _launch(argv: list[str]) -> int:
     with timing.phase("import"):
         import hydra
 
-        from . import config
+        from . import config, hydra_app
         from .precheck import check
 
         config.register()
@@ -124,17 +126,46 @@ def _launch(argv: list[str]) -> int:
     # Hydra prints a failure of its own (writing .hydra/ to a full disk) as a traceback unless
     # told to raise it; main() then reports it in one line.
     os.environ["HYDRA_FULL_ERROR"] = "1"
-    if checked.target is not None:
-        folder = _folder_overrides(checked.target, rundir.claim(checked.target).folder)
-        if checked.composed is not None:  # one plain run: Hydra's run mode on the config composed once
-            from . import single_run
+    if checked.target is None:  # nothing runs (--help, --cfg, ...): hydra.main, on sys.argv as typed
+        hydra.main(version_base="1.3", config_path=str(config.CONF_DIR), config_name="config")(hydra_main)()
+        return 0
+    claimed = rundir.claim(checked.target).folder
+    folder = _folder_overrides(checked.target, claimed)
+    if not checked.multirun:  # one run: Hydra's run mode on the config composed once
+        hydra_app.run(hydra_app.with_hydra_overrides(checked.composed, folder), hydra_main, checked.cmd)
+        return 0
+    hydra_app.multirun(checked.cmd, hydra_main, [*checked.extra, *folder])
+    refused = _take_refusals(claimed)
+    if not refused:
+        return 0
+    which = f"{len(refused)} sweep jobs were refused, the first: job" if len(refused) > 1 else "sweep job"
+    return _say(f"cl-run: error: {which} {refused[0]}; the other jobs ran, their results are in {claimed}",
+                ConfigError.exit_code)
 
-            single_run.run(single_run.with_hydra_overrides(checked.composed, folder), hydra_main, str(config.CONF_DIR))
-            return 0
-        key = folder[0].split("=", 1)[0]
-        sys.argv[1:] = [a for a in argv if not a.lstrip("+").startswith(f"{key}=")] + folder
-    hydra.main(version_base="1.3", config_path=str(config.CONF_DIR), config_name="config")(hydra_main)()
-    return 0
+
+def _record_refusal(sweep: Path, line: str) -> None:
+    """Note in the sweep folder that one of its jobs was refused (its folder is another run's),
+    for the sweep's own process to report (`_take_refusals`): a job may run in another process,
+    or on another machine of a cluster, that shares the folder. One short append is atomic."""
+    try:
+        fd = os.open(sweep / rundir.REFUSED, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, (line.replace("\n", " ") + "\n").encode())
+        finally:
+            os.close(fd)
+    except OSError:  # the sweep folder cannot take it: the job's result is lost from the exit code only
+        pass
+
+
+def _take_refusals(sweep: Path) -> list[str]:
+    """The refusals its jobs recorded (see _record_refusal), removing the record."""
+    try:
+        lines = (sweep / rundir.REFUSED).read_text().splitlines()
+        os.unlink(sweep / rundir.REFUSED)
+    except OSError:
+        return []
+    return lines
+
 
 
 def _folder_overrides(target: rundir.Target, folder: Path) -> list[str]:
@@ -164,13 +195,17 @@ def hydra_main(cfg) -> float:
     output_dir = Path(hydra_cfg.runtime.output_dir)
     results_dir = rundir.absolute(cfg.resume) if cfg.resume else output_dir
     own = None
-    if rundir.held(results_dir) is None:  # a sweep's job (maybe in another process), or a folder only Hydra could name
+    if rundir.held(results_dir) is None:  # a sweep's job (maybe in another process), or --experimental-rerun
         try:
             own = rundir.claim(rundir.Target("hydra.sweep.dir" if multirun else "hydra.run.dir", str(output_dir),
                                              overwrite=bool(cfg.overwrite)), hydra_made=True)
-        except UserError as err:  # the folder is another run's: say so, and write nothing into it
-            code = _say(f"cl-run: error: {err}", err.exit_code)
-            return math.nan if multirun else sys.exit(code)
+        except UserError as err:  # the folder is another run's: write nothing into it, its log neither
+            if not multirun:
+                print(f"cl-run: error: {err}", file=sys.stderr, flush=True)
+                sys.exit(err.exit_code)
+            # The sweep's own process reports it, and fails the sweep (the job may run in another).
+            _record_refusal(Path(hydra_cfg.sweep.dir), f"{hydra_cfg.job.num} ({' '.join(hydra_cfg.overrides.task)}): {err}")
+            return math.nan
     try:
         summary = run(cfg, output_dir, overrides=list(hydra_cfg.overrides.task))
     except UserError as err:

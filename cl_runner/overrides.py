@@ -1,6 +1,8 @@
 """A cl-run command line as Hydra reads it: its overrides, their syntax, their sweeps.
 
-`split_argv` separates the overrides from Hydra's flags; `parse` reads them one by one, so a
+`read_argv` reads the command line with hydra.main's own parser, so Hydra's flags may come
+anywhere (`cl-run seed=0,1 -m`), and names the setting a flag Hydra lacks was meant to be
+(`-epochs=2`: train.epochs=2); `parse` reads the overrides one by one, so a
 value Hydra's grammar refuses (a space, a letter outside ASCII, a word without `=`) is named
 with the quoting that makes it work instead of a lexer error; `variants` expands the sweeps;
 `check_groups` refuses a config group given anything but one option name (`strategy=nan`,
@@ -10,46 +12,92 @@ override Hydra reads as exactly that value (cl-run passes the output folder it c
 
 from __future__ import annotations
 
+import argparse
+import difflib
 import re
+from dataclasses import dataclass
 
+from hydra._internal.utils import get_args_parser  # hydra.main's own parser; the package is pinned < 1.4
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.core.override_parser.types import Override
+from hydra.core.override_parser.types import IntervalSweep, Override
 from hydra.errors import HydraException
 from omegaconf import OmegaConf
 
 from .errors import ConfigError
 
-# Flags of Hydra's own command line that take a value (so that value is not an override).
-FLAGS_WITH_VALUE = {"--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd",
-                    "--cfg", "-c", "--package", "-p", "--experimental-rerun"}
 MAX_KEY = 200  # longer than any key of the schema by far; a longer one is garbage
 
 
-def split_argv(argv: list[str]) -> tuple[str, list[str]]:
-    """(config name, overrides) of a cl-run command line."""
-    config_name, overrides, skip = "config", [], False
-    for i, arg in enumerate(argv):
-        if skip:
-            skip = False
-            continue
-        if arg in FLAGS_WITH_VALUE:
-            skip = True
-            if arg in ("--config-name", "-cn") and i + 1 < len(argv):
-                config_name = argv[i + 1]
-        elif arg.startswith("--config-name="):
-            config_name = arg.split("=", 1)[1]
-        elif not arg.startswith("-"):
-            overrides.append(arg)
-    return config_name, overrides
+@dataclass(frozen=True)
+class CommandLine:
+    """A cl-run command line as hydra.main reads it: Hydra's flags, read by Hydra's own parser
+    in any order (`cl-run seed=0,1 -m` too), and the overrides, in the order given."""
+
+    args: argparse.Namespace
+
+    @property
+    def overrides(self) -> list[str]:
+        return list(self.args.overrides)
+
+    @property
+    def config_name(self) -> str:
+        return self.args.config_name or "config"
+
+    @property
+    def prints(self) -> bool:
+        """It prints something of Hydra's (help, a config, information) and runs nothing."""
+        a = self.args
+        return bool(a.help or a.hydra_help or a.cfg or a.info or a.shell_completion or a.experimental_rerun)
+
+
+def _parser(argv: list[str]) -> argparse.ArgumentParser:
+    parser = get_args_parser()
+
+    def refuse(message: str):
+        raise ConfigError("command line", " ".join(argv), f"{message} (see cl-run --hydra-help)")
+
+    parser.error = refuse  # one line, not argparse's usage text and exit
+    return parser
+
+
+def read_argv(argv: list[str], keys=lambda: []) -> CommandLine:
+    """The command line as Hydra reads it; ConfigError for a flag Hydra does not have, naming the
+    setting it looks like (`-epochs=2`: train.epochs=2) among `keys()`, the config's keys."""
+    args, unknown = _parser(argv).parse_known_intermixed_args(argv)
+    if unknown:
+        _refuse_flag(argv, unknown[0], keys)
+    return CommandLine(args)
+
+
+def _refuse_flag(argv: list[str], flag: str, keys) -> None:
+    name, equals, value = flag.lstrip("-").partition("=")
+    at = argv.index(flag)
+    if not equals and at + 1 < len(argv) and "=" not in argv[at + 1] and not argv[at + 1].startswith("-"):
+        value, flag = argv[at + 1], f"{flag} {argv[at + 1]}"  # `--epochs 2`
+    known = keys()
+    matches = [k for k in known if k.rpartition(".")[2] == name] or difflib.get_close_matches(name, known, n=1)
+    form = " or ".join(f"{key}={value or '...'}" for key in matches[:3])
+    raise ConfigError("command line", flag, "not a flag of cl-run (its flags are Hydra's: -m, -cn, --cfg, ...); settings "
+                                            f"are key=value, without dashes{f': {form}' if form else ''}")
+
+
+def hydra_reads_as_given(argv: list[str], cmd: CommandLine) -> None:
+    """ConfigError unless hydra.main, which reads sys.argv itself (`--cfg`, `--info`, ...), reads
+    `argv` as `cmd`: its parser takes no override after a flag that follows an override."""
+    if _parser(argv).parse_known_args(argv)[1]:
+        flags = [a for a in argv if a not in cmd.overrides]
+        raise ConfigError("command line", " ".join(argv), "give Hydra's flags before the overrides here: "
+                                                          f"cl-run {' '.join(flags + cmd.overrides)}")
 
 
 def _short(text: str, limit: int = 60) -> str:
     return text if len(text) <= limit else text[:limit] + f"... ({len(text)} characters)"
 
 
-def parse(overrides: list[str]) -> list[Override]:
-    """The parsed overrides; ConfigError naming the first one Hydra cannot read, and how to fix it."""
-    parser, parsed = OverridesParser.create(), []
+def parse(overrides: list[str], loader=None) -> list[Override]:
+    """The parsed overrides; ConfigError naming the first one Hydra cannot read, and how to fix it.
+    `loader`: Hydra's config loader, which a `glob()` of a group's options needs."""
+    parser, parsed = OverridesParser.create(config_loader=loader), []
     for i, text in enumerate(overrides):
         key = text.partition("=")[0].lstrip("+~")
         if len(key) > MAX_KEY:
@@ -76,18 +124,22 @@ def _parse_hint(text: str, previous: str, err: HydraException) -> str:
     return " ".join(str(err).split())
 
 
-def variants(overrides: list[str]) -> list[list[str]]:
+def variants(overrides: list[str], loader=None) -> list[list[str]]:
     """Override lists to compose: every sweep at its first value, then each other value once.
-    Sweeps that cannot be listed (an optuna interval) are left to the sweeper."""
+    An interval sweep (Optuna's) has no list of values: its two ends are composed."""
     choices = []
-    for text, ov in zip(overrides, parse(overrides)):
+    for text, ov in zip(overrides, parse(overrides, loader)):
         if not ov.is_sweep_override():
             choices.append([text])
             continue
-        try:
-            values = list(ov.sweep_string_iterator())
-        except Exception:  # noqa: BLE001 - interval/tag sweeps have no finite list of values
-            continue
+        sweep = ov.value()
+        if isinstance(sweep, IntervalSweep):
+            values = [str(sweep.start), str(sweep.end)]
+        else:
+            try:
+                values = list(ov.sweep_string_iterator())
+            except HydraException:  # a sweep of no values (`glob()` matching nothing): the sweeper says so
+                continue
         prefix = text.split("=", 1)[0]
         choices.append([f"{prefix}={v}" for v in values])
     base = [c[0] for c in choices]

@@ -1,13 +1,14 @@
 """Check a `cl-run` command line before Hydra starts: every configuration it asks for.
 
-`precheck(argv)` composes the config for every value on the command line (each sweep value
-too) and validates it, so a typo fails in about a second with one line naming the key and
-what is allowed, and exit code 2, instead of a traceback or a half-finished sweep. Hydra's
-multi-line composition errors are turned into that one line here. It also checks a
-`resume=` (`cl_runner.resume`: the folder, its saved config, the other overrides) and
-returns the output folder the command will write into (`rundir.Target`), resolved as
-Hydra would, for the CLI to claim before Hydra starts -- or None when nothing will run
-(`--cfg`, `--help`, ...) or only Hydra's run can name the folder.
+`check(argv)` reads the command line as hydra.main would (`overrides.read_argv`), composes
+the config for every value on it (each sweep value too) and validates it, so a typo fails in
+about a second with one line naming the key and what is allowed, and exit code 2, instead of
+a traceback or a half-finished sweep. Hydra's multi-line composition errors are turned into
+that one line here. It also checks a `resume=` (`cl_runner.resume`: the folder, its saved
+config, the other overrides), refuses a sweep without -m, and resolves the folder the command
+will write into exactly as Hydra will (`job_folders`: a sweep's job folders too, each its
+own), for the CLI to claim before Hydra writes anything -- or None when nothing will run
+(`--cfg`, `--help`, ...).
 """
 
 from __future__ import annotations
@@ -16,19 +17,21 @@ import difflib
 import re
 from dataclasses import dataclass
 
-from hydra import compose, initialize_config_dir
+from hydra import compose
 from hydra.core.global_hydra import GlobalHydra
+from hydra.core.override_parser.types import ValueType
 from hydra.errors import HydraException, MissingConfigException
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
-from . import config, overrides, resume, rundir
+from . import config, hydra_app, job_folders, overrides, resume, rundir
 from .errors import ConfigError, UserError
+from .models import MODELS
 
-_NO_PRECHECK = {"--help", "-h", "--hydra-help", "--version", "--info", "-i", "--shell-completion", "-sc",
-                "--experimental-rerun"}
-_PRINT_ONLY = {"--cfg", "-c"}  # print the config; nothing runs, no folder is made
-_COMPOSE_ERRORS = (HydraException, OmegaConfBaseException, ValueError, TypeError, OSError)
+# What Hydra's composition raises for a bad command line; OmegaConf raises its own AssertionError
+# or AttributeError for a key added under a null mapping (`+hydra.sweeper.params.seed=1`).
+_COMPOSE_ERRORS = (HydraException, OmegaConfBaseException, ValueError, TypeError, OSError, AssertionError, AttributeError)
 
 
 def _keys_under(cfg: DictConfig, path: str) -> str:
@@ -59,7 +62,9 @@ def _check_schema(cfg: DictConfig, schema: DictConfig, overrides: list[str], pre
         return
     for key in cfg.keys():
         if key not in schema:
-            raise UserError(_unknown_key(prefix + str(key), cfg if not prefix else None, overrides))
+            # The keys there are: the schema's (cfg holds the unknown key too), or at a deeper level
+            # those of the config composed without it (the chosen model's, for `model.*`).
+            raise UserError(_unknown_key(prefix + str(key), schema if not prefix else None, overrides))
     for key in schema.keys():
         if key not in cfg:
             raise ConfigError(prefix + str(key), None, "this key is required (it was removed with ~)")
@@ -82,6 +87,10 @@ def as_user_error(err: Exception, overrides: list[str] = ()) -> UserError:
     if isinstance(cause, OmegaConfBaseException) and choice and full_key:
         # A closed choice (an Enum): the message every other check gives.
         return ConfigError(full_key, choice.group(1), f"allowed: {choice.group(2)}")
+    if isinstance(err, (AssertionError, AttributeError)) and not isinstance(err, OmegaConfBaseException):
+        suspects = [o for o in overrides if o.startswith("+") or "={" in o] or list(overrides)
+        return UserError(f"invalid config: {' '.join(suspects)}: sets keys under a value that is null, "
+                         "which Hydra's overrides cannot fill (set it in a config file, e.g. an experiment)")
     return UserError(one_line(err, overrides))
 
 
@@ -111,26 +120,10 @@ def one_line(err: Exception, overrides: list[str] = ()) -> str:
     return "invalid config: " + " ".join(line.strip() for line in text.splitlines() if line.strip())
 
 
-def _output_target(cfg: DictConfig, hydra_cfg: DictConfig, multirun: bool) -> rundir.Target | None:
-    """The folder this command line will write into, resolved as Hydra would resolve it."""
-    if cfg.resume is not None:
-        if multirun:
-            raise ConfigError("resume", cfg.resume, "resume one run at a time (without -m)")
-        return rundir.Target("resume", str(rundir.absolute(cfg.resume)), resume=True)
-    key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
-    try:
-        raw = OmegaConf.to_container(hydra_cfg.hydra.sweep if multirun else hydra_cfg.hydra.run, resolve=False)["dir"]
-        folder = OmegaConf.select(hydra_cfg, key)
-    except Exception:  # noqa: BLE001 - an interpolation only Hydra's run can resolve: the run claims it
-        return None
-    if folder is None or not str(folder).strip():
-        raise ConfigError(key, folder, "an empty folder name would put the results in the current folder; "
-                                       f"name a folder, e.g. {key}=outputs/my-run")
-    return rundir.Target(key, str(folder), unique="${now:" in str(raw), overwrite=bool(cfg.overwrite), sweep=multirun)
-
-
-def _check_resume(cfg: DictConfig, variant: list[str], hydra_cfg: DictConfig) -> None:
+def _check_resume(cfg: DictConfig, variant: list[str], hydra_cfg: DictConfig, multirun: bool) -> None:
     """A resumed run writes into its own folder: an output folder set beside it must be that one."""
+    if multirun:
+        raise ConfigError("resume", cfg.resume, "resume one run at a time (without -m)")
     resume.prepare(cfg, variant)
     if any(o.lstrip("+").startswith("hydra.run.dir=") for o in variant):
         folder = OmegaConf.select(hydra_cfg, "hydra.run.dir")
@@ -179,40 +172,83 @@ def _check_resolved_types(cfg: DictConfig, resolved: dict) -> None:
 
 @dataclass(frozen=True)
 class Checked:
-    """What the precheck found: the folder the command writes into (None when nothing runs, or
-    only Hydra's run can name it), and for one plain run (no -m, no Hydra flag) its config,
-    Hydra's node included, for `cl_runner.single_run` to run without composing it again."""
+    """What the precheck found: the command line, the folder it writes into (None when nothing
+    runs), for one plain run its config with Hydra's node (`hydra_app.run` runs it without
+    composing it again), and for a sweep the overrides hydra.main would add (`hydra.mode`)."""
 
     target: rundir.Target | None
+    cmd: overrides.CommandLine | None = None
     composed: DictConfig | None = None
+    extra: tuple[str, ...] = ()
+
+    @property
+    def multirun(self) -> bool:
+        return self.target is not None and self.target.sweep
 
 
 def precheck(argv: list[str]) -> rundir.Target | None:
     """Compose and validate every configuration the command line asks for; raise UserError.
-    Return the output folder it will write into (None when nothing runs, or Hydra must name it)."""
+    Return the output folder it will write into (None when nothing runs)."""
     return check(argv).target
 
 
 def check(argv: list[str]) -> Checked:
-    """`precheck`, keeping the composed config of a plain run (see Checked)."""
-    if any(a.split("=")[0] in _NO_PRECHECK for a in argv):
-        return Checked(None)
-    config_name, given = overrides.split_argv(argv)
-    variants = overrides.variants(given)
-    multirun = any(a in ("-m", "--multirun") for a in argv) or "hydra.mode=MULTIRUN" in given
-    if len(variants) > 1 and not multirun:
-        sweep = next(o for o, ov in zip(given, overrides.parse(given)) if ov.is_sweep_override())
-        key, _, value = sweep.partition("=")
-        raise ConfigError(key, value, f"a sweep needs -m (--multirun); for a list write {key}=[{value}]")
-    with initialize_config_dir(str(config.CONF_DIR), version_base="1.3"):
-        for i, variant in enumerate(variants):
-            cfg, hydra_cfg = _compose_checked(config_name, variant)
-            if cfg.resume is not None:
-                _check_resume(cfg, variant, hydra_cfg)
+    """`precheck`, keeping what the run needs (see Checked)."""
+    cmd = overrides.read_argv(argv, _setting_keys)
+    if cmd.prints:  # hydra.main runs these, reading sys.argv as typed
+        overrides.hydra_reads_as_given(argv, cmd)
+        if not cmd.args.cfg:  # help, information: nothing to compose
+            return Checked(None, cmd)
+    given = cmd.overrides
+    with hydra_app.initialized(cmd) as app:
+        loader = app.config_loader
+        for i, variant in enumerate(overrides.variants(given, loader)):
+            cfg, hydra_cfg = _compose_checked(cmd.config_name, variant)
             if i == 0:
-                first = cfg, hydra_cfg
-        if any(a.split("=")[0] in _PRINT_ONLY for a in argv):
-            return Checked(None)
-        target = _output_target(*first, multirun)
-    plain = not multirun and not any(a.startswith("-") for a in argv)
-    return Checked(target, first[1] if plain and target is not None else None)
+                first, mode = (cfg, hydra_cfg), hydra_cfg.hydra.mode
+                multirun = bool(cmd.args.multirun) or mode == RunMode.MULTIRUN
+                _check_sweeps(given, loader, multirun)
+            if cfg.resume is not None:
+                _check_resume(cfg, variant, hydra_cfg, multirun)
+        if cmd.prints:
+            return Checked(None, cmd)
+        cfg, hydra_cfg = first
+        if not multirun:
+            composed = hydra_app.with_run_mode(hydra_cfg)
+            if cfg.resume is None:
+                return Checked(job_folders.run_target(composed, bool(cfg.overwrite)), cmd, composed)
+            folder = str(rundir.absolute(cfg.resume))
+            job_folders.check_hydra_keys(composed, folder, sweep=False)
+            return Checked(rundir.Target("resume", folder, resume=True), cmd, composed)
+        extra = () if mode == RunMode.MULTIRUN else (f"hydra.mode={RunMode.MULTIRUN.name}",)
+        try:  # the sweep's own config, as Hydra's multirun composes it
+            master = loader.load_configuration(cmd.config_name, given + list(extra), run_mode=RunMode.MULTIRUN)
+        except _COMPOSE_ERRORS as err:
+            raise as_user_error(err, given) from None
+        target = job_folders.sweep_target(master, bool(cfg.overwrite))
+        with_folder = hydra_app.with_hydra_overrides(master, [overrides.quoted("hydra.sweep.dir", target.folder)])
+        job_folders.check_jobs(with_folder, target.folder, loader)
+    return Checked(target, cmd, extra=extra)
+
+
+def _check_sweeps(given: list[str], loader, multirun: bool) -> None:
+    """A sweep (`a,b`, `range()`, `interval()`, `glob()`, ...) runs only with -m: refuse one in a
+    plain run, which would run its first value, or none."""
+    if multirun:
+        return
+    for text, override in zip(given, overrides.parse(given, loader)):
+        if override.is_sweep_override():
+            key, _, value = text.partition("=")
+            as_list = f"; for a list write {key}=[{value}]" if override.value_type == ValueType.SIMPLE_CHOICE_SWEEP else ""
+            raise ConfigError(key, value, f"a sweep needs -m (--multirun){as_list}")
+
+
+def _setting_keys() -> list[str]:
+    """Every key of the config, the models' own included (to name the one a mistyped flag means)."""
+    def walk(node: dict, prefix: str):
+        for key, value in node.items():
+            yield from walk(value, f"{prefix}{key}.") if isinstance(value, dict) else [f"{prefix}{key}"]
+
+    nodes = [OmegaConf.structured(config.schema())] + [OmegaConf.create({"model": OmegaConf.structured(e.config)})
+                                                       for e in MODELS.entries.values()]
+    return sorted({key for node in nodes for key in walk(OmegaConf.to_container(node, resolve=False), "")})

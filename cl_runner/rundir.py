@@ -1,7 +1,8 @@
 """A run's output folder: claimed before anything is written into it, released after.
 
 `claim(target)` makes the folder and takes an exclusive lock on `.cl-run.lock` in it, held
-for the whole run, so two processes never write one folder. It refuses a folder that already
+for the whole run, so two processes never write one folder (`folder_lock`): nor one inside
+a folder another holds, such as a running sweep's, nor a sweep around a folder held. It refuses a folder that already
 holds a run's results (or, for a sweep, runs' results) unless `overwrite=true`, which removes
 those files first, or the run resumes it. A name made from the clock (`${now:...}`, the
 default) is made unique instead: when a folder of that name exists (another run started in
@@ -21,20 +22,24 @@ launcher's own logs (`LAUNCHER_FILES`) stay, with the folders holding them.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import status
+from . import folder_lock, status
 from .errors import ConfigError, WriteError
+from .folder_lock import LOCK
 
-LOCK = ".cl-run.lock"
 HYDRA_FILES = (".hydra", "cl-run.log")  # written by Hydra before the run starts
 RESULT_FILES = ("summary.json", "metrics.csv", "train_log.csv", "config.yaml", "checkpoint.pt",
-                "accuracy_matrix.csv", "accuracy_matrix.png", "curves.png")
-SWEEP_FILES = ("multirun.yaml", "optimization_results.yaml")  # a sweep folder's own
+                "accuracy_matrix.csv", "accuracy_matrix.png", "curves.png",
+                # what the experiment trackers keep in the run folder (cl_runner/trackers/)
+                "trackers.json", "tensorboard", "wandb")
+# A sweep folder's own: Hydra's record, Optuna's result, and the MLflow store its jobs share
+# (cl_runner/trackers/mlflow.py), which goes with the runs it holds when they are replaced.
+SWEEP_FILES = ("multirun.yaml", "optimization_results.yaml", "mlruns")
+REFUSED = ".cl-run.refused"  # a sweep's jobs that were refused (cl_runner.cli)
 # A cluster launcher's job scripts and logs (submitit's): kept even when no run started, as
 # they say why (the script sbatch refused, a job's traceback on the node).
 LAUNCHER_FILES = (".submitit",)
@@ -96,7 +101,7 @@ def claim(target: Target, hydra_made: bool = False) -> Claim:
     except OSError as err:
         raise ConfigError(target.key, target.folder, f"cannot create the output folder {_why(folder, err)}") from None
     try:
-        fd = _lock(folder)
+        fd = folder_lock.take(folder)
     except BlockingIOError as err:
         _remove_created(created)
         raise ConfigError(target.key, target.folder, f"{folder} is in use by another cl-run ({err}); "
@@ -107,6 +112,8 @@ def claim(target: Target, hydra_made: bool = False) -> Claim:
     held_claim = Claim(folder, target, fd, created)
     _HELD[folder] = held_claim
     try:
+        if not hydra_made and not target.resume:
+            _check_nesting(held_claim)
         if not target.resume and not created:
             _check_earlier_results(held_claim)
             if not hydra_made:  # what a run killed before training left (Hydra's files of this run come later)
@@ -119,6 +126,19 @@ def claim(target: Target, hydra_made: bool = False) -> Claim:
             raise
         raise ConfigError(target.key, target.folder, f"cannot read the output folder {_why(folder, err)}") from None
     return held_claim
+
+
+def _check_nesting(held_claim: Claim) -> None:
+    """Refuse a folder inside one that another cl-run holds (a sweep's), or for a sweep one with
+    a folder inside it held: both would write there (a job's folder is made as the job starts)."""
+    folder, target = held_claim.folder, held_claim.target
+    inside = [child for child in folder.iterdir() if child.is_dir() and not child.is_symlink()] if target.sweep else []
+    for other in [*folder.parents, *inside]:
+        holder = folder_lock.holder(other)
+        if holder is not None:
+            raise ConfigError(target.key, target.folder, f"{other} is in use by another cl-run (process {holder}), and "
+                                                         f"{folder} is {'inside' if other in folder.parents else 'around'} it; "
+                                                         "wait for it to finish or choose another folder")
 
 
 def _why(folder: Path, err: OSError) -> str:
@@ -152,33 +172,6 @@ def _make(folder: Path, unique: bool) -> tuple[Path, list[Path]]:
             if not unique:
                 return candidate, created
     raise FileExistsError(17, "no free name (999 folders of that name exist)")
-
-
-def _lock(folder: Path) -> int:
-    """Open and lock `folder/.cl-run.lock`; BlockingIOError naming the holder if it is taken."""
-    path = folder / LOCK
-    while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.read(fd, 32).decode(errors="replace").strip()
-            os.close(fd)
-            raise BlockingIOError(f"process {holder or 'unknown'}") from None
-        try:  # the holder removes the file as it lets go: a lock on a removed file guards nothing
-            if os.stat(path).st_ino == os.fstat(fd).st_ino:
-                break
-        except FileNotFoundError:
-            pass
-        os.close(fd)
-    try:
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-    except OSError:  # e.g. a full disk: let go of the file as well as the lock
-        os.unlink(path)
-        os.close(fd)
-        raise
-    return fd
 
 
 def _check_earlier_results(held_claim: Claim) -> None:
@@ -260,7 +253,7 @@ def _has_results(held_claim: Claim) -> bool:
 
 def _discard(held_claim: Claim) -> None:
     folder = held_claim.folder
-    for name in HYDRA_FILES:
+    for name in HYDRA_FILES + (REFUSED,):
         _remove(folder / name)
     if held_claim.target.sweep:
         for name in set(os.listdir(folder)) - held_claim.existing - set(LAUNCHER_FILES):
