@@ -30,7 +30,7 @@ from pathlib import Path
 
 # Only the standard library and these small modules here: Hydra, torch and the training code
 # are imported inside main(), once the signal handler is in place.
-from . import interrupts, rundir, timing
+from . import interrupts, rundir, threads, timing
 from .errors import EXIT_FAILED, EXIT_INTERRUPTED, ConfigError, LaunchError, UserError, WriteError
 
 log = logging.getLogger("cl_runner.logfile")  # the lines printed here, kept in cl-run.log too
@@ -40,6 +40,7 @@ log.propagate = False  # nor through Hydra's own console logging (a sweep's laun
 
 def main() -> None:
     try:
+        threads.prepare_openmp()  # before torch loads OpenMP: passive waiting (cl_runner.threads)
         interrupts.install()
         logging.raiseExceptions = False  # a log line that cannot be written (a full disk) is dropped, not a traceback
         code = _launch(sys.argv[1:])

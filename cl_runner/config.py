@@ -32,6 +32,7 @@ from .checks import Choice, Node, check_positive_int, is_int
 from .errors import ConfigError
 from .models import MODELS, ModelConfig
 from .optim import OptimizerConfig, Schedule
+from .precision import PRECISIONS
 from .records import replaced
 from .schedule import JointConfig
 from .seeds import MAX_SEED, MAX_TASKS
@@ -67,7 +68,11 @@ class TrainConfig(Node):
     active_classes: bool = False  # class-IL: train only the outputs of the classes seen so far
     reset_optimizer: bool = True  # a fresh Adam per task, as in the notebook
     compile: bool = False  # torch.compile the model (CUDA)
-    tf32: bool = False  # allow TF32 matmuls on CUDA
+    # TF32 on CUDA: null keeps PyTorch's defaults (on for cuDNN convolutions, off for matmuls;
+    # off for both under deterministic=true); true/false: on/off for both (cl_runner.device).
+    tf32: Optional[bool] = None
+    precision: Any = "32"  # 32 | bf16 | 16-mixed: autocast of the forward passes (cl_runner.precision)
+    threads: Any = "auto"  # CPU intra-op threads: auto (by the model's work and usable cores) | an integer (cl_runner.threads)
     progress: bool = True  # tqdm bars
 
     def check(self) -> None:
@@ -83,6 +88,10 @@ class TrainConfig(Node):
         if self.lr_schedule == "multistep" and not self.lr_milestones:
             self.fail("lr_milestones", "train.lr_schedule=multistep needs the epochs where the rate drops, e.g. [35,45]")
         self.number("lr_gamma", 0.0, low_open=True, high=1.0)
+        if str(self.precision) not in PRECISIONS:
+            self.fail("precision", f"allowed: {', '.join(PRECISIONS)}")
+        if self.threads != "auto":
+            check_positive_int(self.key("threads"), self.threads, describe="expected auto or an integer >= 1")
 
 
 @dataclass

@@ -4,7 +4,8 @@ The runner builds it once (config, output folder, device, benchmark, model and t
 the loop calls, optimiser, the strategy's plugins, the logs) and moves it along the tasks:
 `task`, `final`, `epoch` and `step` say where the loop is. Plugins receive it in every hook
 and take what they need from it; they call `ctx.forward` (the model, or its compiled form
-under `train.compile=true`) so that their forward passes run the same code as the loop's.
+under `train.compile=true`) so that their forward passes run the same code as the loop's,
+and the loop's hooks run inside `precision.autocast()` (`train.precision`, cl_runner.precision).
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from omegaconf import OmegaConf
 from torch import nn
 
 from . import seeds
 from .benchmarks import MASKED_LOGIT, Benchmark
+from .precision import Precision
 
 
 @dataclass
@@ -36,10 +39,14 @@ class RunContext:
     epoch: int = 0  # 1-based within the task once training starts
     step: int = 0  # optimiser steps taken in this task
     active: torch.Tensor | None = None  # [num_outputs] bool: the outputs trained (train.active_classes)
+    threads: str = ""  # the CPU thread policy's choice (device.set_threads), for cl-run.log
+    precision: Precision | None = None  # train.precision: autocast, loss scale (default from cfg)
 
     def __post_init__(self) -> None:
         if self.forward is None:
             self.forward = self.model
+        if self.precision is None:
+            self.precision = Precision(OmegaConf.select(self.cfg, "train.precision", default="32"), self.device)
 
     @property
     def seed(self) -> int:

@@ -26,7 +26,7 @@ from tqdm import tqdm
 from . import benchmarks, checkpoint, continuation, models, outputs, resume, schedule, status, timing, trackers
 from .config import save_config, validate
 from .context import RunContext
-from .device import resolve_device, setup_torch
+from .device import resolve_device, set_threads, setup_torch, torch_state
 from .optim import build_optimizer, build_schedule
 from .records import RunLogs, check_writable
 from .seeds import Stream
@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 notice = logging.getLogger("cl_runner.notice")  # shown on the terminal too (conf/hydra/job_logging)
 
 
+@torch_state()  # the global torch settings made here are undone when the run ends
 def run(cfg, output_dir: str | Path, overrides: list[str] = ()) -> dict:
     """Train and evaluate one configured experiment; return the summary (also in summary.json).
     With `cfg.resume` set, continue that run in its own folder instead, with its saved config
@@ -50,7 +51,7 @@ def run(cfg, output_dir: str | Path, overrides: list[str] = ()) -> dict:
     out = Path(output_dir).absolute()
     check_writable(out)
     device = resolve_device(cfg.device)
-    setup_torch(cfg.seed, device, bool(cfg.train.tf32), bool(cfg.deterministic))
+    setup_torch(cfg.seed, device, cfg.train.tf32, bool(cfg.deterministic))
 
     with timing.phase("data"):
         bench = benchmarks.build(cfg, device)
@@ -58,9 +59,10 @@ def run(cfg, output_dir: str | Path, overrides: list[str] = ()) -> dict:
     torch.manual_seed(cfg.seed)  # the initial weights do not depend on how the data was drawn
     with timing.phase("model"):
         net = models.build(cfg.model, bench.input_shape, bench.num_outputs, device, heads=[t.classes for t in bench.tasks])
+        threads = set_threads(cfg.train.threads, net, bench.input_shape, cfg.train.batch_size)
     model = benchmarks.Prepared(bench.prepare, net)  # the data's own input preparation in front
     ctx = RunContext(cfg, bench, model, None, device, forward=torch.compile(model) if cfg.train.compile else None,
-                     plugins=build_plugins(cfg), out=out)
+                     plugins=build_plugins(cfg), out=out, threads=threads)
     ctx.optimizer = _new_optimizer(ctx)
     stages = schedule.plan(cfg, [t.name for t in bench.tasks])
     state = None
@@ -93,7 +95,8 @@ def _train_all(ctx: RunContext, stages: list, state: dict | None, applied: list[
     if state is not None:
         notice.info("resuming %s after task %d%s", out, state["completed_stage"],
                     f"; applied {' '.join(applied)}" if applied else "")
-    log.info("run folder %s; device %s (%d CPU threads); %s", out, ctx.device, torch.get_num_threads(), _settings(cfg))
+    log.info("run folder %s; device %s (%d CPU threads); %s; %s", out, ctx.device, torch.get_num_threads(), _settings(cfg),
+             ctx.threads)
     first_stage, global_epoch = 0, 0
     summary["task_seconds"] = task_seconds = []
     if state is not None:

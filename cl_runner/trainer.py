@@ -2,7 +2,9 @@
 
 Losses and correct counts accumulate in device tensors and are read once per epoch by
 the caller; the training set is resident on the device and a batch is an index
-selection of it, so no per-example Python work happens anywhere.
+selection of it, so no per-example Python work happens anywhere. Forward passes and losses
+run in the run's precision (`ctx.precision`: float32, or autocast to bf16 / float16 with
+a loss scale), plugins' hooks included.
 
 `Diverged` is how training says it cannot go on: a non-finite loss or weight at the end of an
 epoch (cl_runner.run checks), or an optimiser step that cannot be applied at all (a learning
@@ -36,7 +38,7 @@ def train_epoch(ctx: RunContext, data: Examples, batch_size: int, generator: tor
     (random crop and flip, drawn from `generator` after the epoch's order) before anything
     sees it, plugins included.
     """
-    bench, plugins, names = ctx.benchmark, ctx.plugins, ctx.term_names
+    bench, plugins, names, precision = ctx.benchmark, ctx.plugins, ctx.term_names, ctx.precision
     order = torch.randperm(len(data), generator=generator, device=data.y.device)
     sums = torch.zeros(len(names), device=data.y.device)
     zero = torch.zeros((), device=data.y.device)
@@ -47,17 +49,18 @@ def train_epoch(ctx: RunContext, data: Examples, batch_size: int, generator: tor
         batch = data.subset(order[start : start + batch_size])
         if bench.augment:
             batch.x = augment(batch.x, generator)
-        logits = ctx.forward(batch.x)
-        terms = {"ce": F.cross_entropy(ctx.train_scores(logits, batch.task), batch.y)}
-        for plugin in plugins:
-            terms.update(plugin.loss_terms(ctx, batch, logits))
-        loss = sum(terms.values())
+        with precision.autocast():
+            logits = ctx.forward(batch.x)
+            terms = {"ce": F.cross_entropy(ctx.train_scores(logits, batch.task), batch.y)}
+            for plugin in plugins:
+                terms.update(plugin.loss_terms(ctx, batch, logits))
+            loss = sum(terms.values())
         ctx.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        precision.backward(loss, ctx.optimizer)
         for plugin in plugins:
             plugin.before_step(ctx, batch)
         try:
-            ctx.optimizer.step()
+            precision.step(ctx.optimizer)
         except RuntimeError as err:
             if OVERFLOW not in str(err):
                 raise
@@ -85,13 +88,14 @@ def evaluate(ctx: RunContext, split: str, batch_size: int) -> torch.Tensor:
         for start in range(0, len(data), batch_size):
             x, y = data.x[start : start + batch_size], data.y[start : start + batch_size]
             logits = None
-            for plugin in ctx.plugins:
-                logits = plugin.eval_logits(ctx, x, task.index)
-                if logits is not None:
-                    break
-            if logits is None:
-                logits = forward(x)
-            logits = bench.mask_logits(logits, task.index)
+            with ctx.precision.autocast():
+                for plugin in ctx.plugins:
+                    logits = plugin.eval_logits(ctx, x, task.index)
+                    if logits is not None:
+                        break
+                if logits is None:
+                    logits = forward(x)
+            logits = bench.mask_logits(logits.float(), task.index)
             loss += F.cross_entropy(logits, y, reduction="sum")
             correct += (logits.argmax(dim=1) == y).sum()
         # full_like fills on the device; torch.tensor(..., device=cuda) would be a blocking host copy.

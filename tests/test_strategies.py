@@ -98,7 +98,7 @@ def test_ewc_penalty_is_zero_at_the_anchor_and_grows_away_from_it():
     penalties = []
     for step in (0.01, 0.1, 1.0):
         with torch.no_grad():
-            for p, anchor, d in zip(ctx.model.parameters(), plugin.anchors[0].values(), direction):
+            for p, anchor, d in zip(ctx.model.parameters(), plugin.anchor.values(), direction):
                 p.copy_(anchor + step * d)
         penalties.append(plugin.penalty(ctx.model).item())
     assert 0 < penalties[0] < penalties[1] < penalties[2]
@@ -111,16 +111,55 @@ def test_ewc_max_normalisation_and_online_mode():
     bench = _tiny_benchmark()
     plugin = _ewc(mode="online", gamma=0.5)
     plugin.after_task(_ctx(bench, task=0))
-    for f in plugin.fishers[0].values():
+    for f in plugin.fisher.values():
         assert f.max().item() == pytest.approx(1.0, rel=1e-4)  # max / (max + 1e-8)
-    first = {n: f.clone() for n, f in plugin.fishers[0].items()}
+    first = {n: f.clone() for n, f in plugin.fisher.items()}
     plugin.after_task(_ctx(bench, task=1, model=_ctx(bench).model))
-    assert len(plugin.fishers) == 1  # one running penalty
+    assert plugin.summary() == {"ewc_penalties": 1} and plugin.constant == 0.0  # one running penalty
     separate = _ewc()
     for task in (0, 1):
         separate.after_task(_ctx(bench, task=task))
-    assert len(separate.fishers) == 2
-    assert any(not torch.allclose(plugin.fishers[0][n], first[n]) for n in first)
+    assert separate.summary() == {"ewc_penalties": 2}
+    assert any(not torch.allclose(plugin.fisher[n], first[n]) for n in first)
+
+
+def _separate_penalties(pairs, model) -> torch.Tensor:
+    """The slow reference: one penalty per task, summed in float64."""
+    return sum(sum((f[n].double() * (p.double() - a[n].double()).square()).sum() for n, p in model.named_parameters())
+               for f, a in pairs)
+
+
+def test_ewc_separate_penalties_fold_into_one_pair_exactly():
+    """Three tasks' (Fisher, anchor) pairs folded into one: the penalty's value and its
+    gradient anywhere equal the sum of the three separate penalties (the reference)."""
+    torch.manual_seed(0)
+    model = mlp(6, 3, 5, 1, "relu")
+    names = [n for n, _ in model.named_parameters()]
+    plugin, pairs = _ewc(), []
+    for task in range(3):
+        fisher = {n: torch.rand_like(p) * (torch.rand_like(p) > 0.3) for n, p in model.named_parameters()}  # zeros too
+        anchor = {n: torch.randn_like(p) for n, p in model.named_parameters()}
+        pairs.append((fisher, anchor))
+        plugin.add(fisher, anchor)
+    assert plugin.summary() == {"ewc_penalties": 3} and len(plugin.fisher) == len(names)
+    for _ in range(3):
+        with torch.no_grad():
+            for p in model.parameters():
+                p.copy_(torch.randn_like(p) * 2)
+        expected = _separate_penalties(pairs, model)
+        reference = torch.autograd.grad(expected, list(model.parameters()))
+        value = plugin.penalty(model)
+        got = torch.autograd.grad(value, list(model.parameters()))
+        assert value.item() == pytest.approx(expected.item(), rel=1e-5)
+        for g, r in zip(got, reference):
+            assert torch.allclose(g.double(), r.double(), rtol=1e-5, atol=1e-5)
+    # A checkpoint written before the fold (one pair per task) loads folded, to the same penalty.
+    old = _ewc()
+    old.load_state_dict({"fishers": [f for f, _ in pairs], "anchors": [a for _, a in pairs]})
+    assert old.penalty(model).item() == pytest.approx(plugin.penalty(model).item(), rel=1e-6)
+    again = _ewc()
+    again.load_state_dict(plugin.state_dict())
+    assert again.penalty(model).item() == plugin.penalty(model).item() and again.summary() == plugin.summary()
 
 
 def _rel_diff(a: dict, b: dict) -> float:

@@ -109,8 +109,10 @@ def test_vectorised_reservoir_equals_the_sequential_algorithm():
             assert ((draws >= 0) & (draws <= seen + torch.arange(count))).all()
             all_draws.append(draws)
             slots, chosen = reservoir_assign(seen, capacity, draws)
-            assert len(torch.unique(slots)) == len(slots)  # every slot written at most once
-            memory[slots] = seen + chosen
+            assert len(slots) == len(chosen) == count  # one write per new item: no host sync for the count
+            for slot in torch.unique(slots).tolist():  # pairs naming one slot name one item: any order, one result
+                assert len(torch.unique(chosen[slots == slot])) == 1
+            memory[slots] = torch.where(chosen >= 0, seen + chosen, memory[slots])
             seen += count
         assert memory.tolist() == sequential_reservoir(capacity, all_draws)
 

@@ -64,9 +64,11 @@ class AGEMPlugin(Plugin):
 
     def reference_gradient(self, ctx: RunContext, params: list[torch.Tensor]) -> list[torch.Tensor]:
         batch, _ = self.memory.sample(self.cfg.batch_size, self._sampler)
-        logits = ctx.train_scores(ctx.forward(batch.x), batch.task)
-        loss = F.cross_entropy(logits, batch.y)
-        grads = torch.autograd.grad(loss, params, allow_unused=True)
+        with ctx.precision.autocast():
+            loss = F.cross_entropy(ctx.train_scores(ctx.forward(batch.x), batch.task), batch.y)
+        # Under 16-mixed the loss is scaled as the step's was: the projection does not depend on
+        # the reference gradient's length, and float16 gradients need the scale not to underflow.
+        grads = torch.autograd.grad(ctx.precision.scale(loss), params, allow_unused=True)
         return [g if g is not None else torch.zeros_like(p) for g, p in zip(grads, params)]
 
     def before_step(self, ctx: RunContext, batch: Examples) -> None:

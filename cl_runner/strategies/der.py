@@ -61,7 +61,7 @@ class DERPlugin(Plugin):
         self._store_gen = ctx.generator(Stream.DER_STORE)
 
     def loss_terms(self, ctx: RunContext, batch: Examples, logits: torch.Tensor) -> dict[str, torch.Tensor]:
-        self._logits = logits.detach()
+        self._logits = logits.detach().float()  # float32 in the memory whatever train.precision
         if not len(self.memory):
             return {}
         past, index = self.memory.sample(self.cfg.batch_size, self._sampler)
@@ -73,7 +73,7 @@ class DERPlugin(Plugin):
         return terms
 
     def after_step(self, ctx: RunContext, batch: Examples) -> None:
-        self.memory.add(batch, self._store_gen, ctx.benchmark.num_outputs, logits=self._logits)
+        self.memory.add(batch, self._store_gen, ctx.benchmark.num_outputs, len(ctx.benchmark.tasks), logits=self._logits)
         self._logits = None
 
     def summary(self) -> dict:

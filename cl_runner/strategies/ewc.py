@@ -12,6 +12,9 @@ predicted labels (what the literature's reference code computes); `sampled` esti
 with one label drawn per example, which badly underestimates it on a confident model.
 `ewc.mode=separate` keeps one penalty per earlier task; `online` keeps one running
 Fisher, F <- gamma * F + F_new, anchored at the latest weights (Schwarz et al. 2018).
+Separate mode's penalties are folded into one pair as each task ends (`fold`): the same
+gradients (up to float rounding), the same reported `ewc` term (the fold's constant is added
+back), and one pair's work per training step instead of one per earlier task.
 """
 
 from __future__ import annotations
@@ -55,16 +58,19 @@ class EWCPlugin(Plugin):
 
     def __init__(self, cfg):
         super().__init__(cfg)
-        # One (fisher, anchor) pair per earlier task, or a single running one (online).
-        self.fishers: list[dict[str, torch.Tensor]] = []
-        self.anchors: list[dict[str, torch.Tensor]] = []
+        # One importance/anchor pair for all earlier tasks (see `fold`), or the running one (online).
+        self.fisher: dict[str, torch.Tensor] = {}
+        self.anchor: dict[str, torch.Tensor] = {}
+        self.constant = 0.0  # separate mode: what the folded pair leaves out of the penalty's value
+        self.tasks = 0  # tasks whose Fisher the pair holds
 
     def penalty(self, model: torch.nn.Module) -> torch.Tensor:
-        """sum_k sum_i F_k,i (theta_i - theta*_k,i)^2, without alpha."""
-        return quadratic_penalty(model, zip(self.fishers, self.anchors))
+        """sum_k sum_i F_k,i (theta_i - theta*_k,i)^2 over the earlier tasks k, without alpha."""
+        value = quadratic_penalty(model, [(self.fisher, self.anchor)])
+        return value + self.constant if self.constant else value
 
     def loss_terms(self, ctx: RunContext, batch, logits) -> dict[str, torch.Tensor]:
-        if not self.fishers:
+        if not self.fisher:
             return {}
         return {"ewc": self.cfg.alpha * self.penalty(ctx.model)}
 
@@ -84,22 +90,52 @@ class EWCPlugin(Plugin):
             fisher = fisher_diagonal(ctx.model, x, y, bias)
         return normalize_by_max(fisher) if self.cfg.normalize == "max" else fisher
 
+    def add(self, fisher: dict[str, torch.Tensor], anchor: dict[str, torch.Tensor]) -> None:
+        """Protect one more task's weights `anchor` with importances `fisher`."""
+        if self.cfg.mode == "online" and self.fisher:
+            self.fisher = {n: self.cfg.gamma * self.fisher[n] + f for n, f in fisher.items()}
+            self.anchor = anchor
+        elif self.fisher:
+            self.fisher, self.anchor, added = fold(self.fisher, self.anchor, fisher, anchor)
+            self.constant += added
+        else:
+            self.fisher, self.anchor = fisher, anchor
+        self.tasks += 1
+
     def after_task(self, ctx: RunContext) -> None:
         if ctx.final:  # no later task to protect it from: skip the Fisher's cost
             return
-        fisher, anchor = self.estimate(ctx), snapshot(ctx.model)
-        if self.cfg.mode == "online" and self.fishers:
-            fisher = {n: self.cfg.gamma * self.fishers[0][n] + f for n, f in fisher.items()}
-            self.fishers, self.anchors = [fisher], [anchor]
-        else:
-            self.fishers.append(fisher)
-            self.anchors.append(anchor)
+        self.add(self.estimate(ctx), snapshot(ctx.model))
 
     def summary(self) -> dict:
-        return {"ewc_penalties": len(self.fishers)}
+        held = 1 if self.cfg.mode == "online" and self.fisher else self.tasks
+        return {"ewc_penalties": held}
 
     def state_dict(self) -> dict:
-        return {"fishers": self.fishers, "anchors": self.anchors}
+        return {"fisher": self.fisher, "anchor": self.anchor, "constant": torch.tensor(self.constant, dtype=torch.float64),
+                "tasks": torch.tensor(self.tasks)}
 
     def load_state_dict(self, state: dict) -> None:
-        self.fishers, self.anchors = state["fishers"], state["anchors"]
+        if "fishers" in state:  # written before the pairs were folded: one pair per task, folded now
+            self.fisher, self.anchor, self.constant, self.tasks = {}, {}, 0.0, 0
+            for fisher, anchor in zip(state["fishers"], state["anchors"]):
+                self.add(fisher, anchor)
+            return
+        self.fisher, self.anchor = dict(state["fisher"]), dict(state["anchor"])
+        self.constant, self.tasks = float(state["constant"]), int(state["tasks"])
+
+
+def fold(fisher: dict, anchor: dict, new_fisher: dict, new_anchor: dict) -> tuple[dict, dict, float]:
+    """One pair (F, theta*) with F (theta - theta*)^2 + c = F1 (theta - theta1)^2 + F2 (theta - theta2)^2
+    for every theta: F = F1 + F2, theta* = (F1 theta1 + F2 theta2) / F (theta2 where F = 0: any
+    value does there), c = F1 (theta1 - theta*)^2 + F2 (theta2 - theta*)^2 summed (a float; the
+    penalty's value, not its gradient). Separate mode thus costs one pair's kernels per step
+    however many tasks it protects."""
+    total, center, added = {}, {}, 0.0
+    for n, f1 in fisher.items():
+        f2, a1, a2 = new_fisher[n], anchor[n], new_anchor[n]
+        total[n] = f1 + f2
+        center[n] = torch.where(total[n] > 0, (f1 * a1 + f2 * a2) / total[n], a2)
+        left = f1.double() * (a1.double() - center[n].double()).square() + f2.double() * (a2.double() - center[n].double()).square()
+        added += float(left.sum())
+    return total, center, added

@@ -94,11 +94,11 @@ def herding(feats: torch.Tensor, count: int) -> torch.Tensor:
     chosen = []
     for k in range(1, min(count, len(feats)) + 1):  # one step per exemplar, vectorised over candidates
         dist = (mu - (running + feats) / k).square().sum(1).masked_fill(taken, float("inf"))
-        i = dist.argmin()
+        i = dist.argmin(0, keepdim=True)  # a [1] tensor: indexing with a 0-dim one reads it on the host
         chosen.append(i)
-        taken[i] = True
-        running = running + feats[i]
-    return torch.stack(chosen) if chosen else torch.empty(0, dtype=torch.long, device=feats.device)
+        taken.index_fill_(0, i, True)
+        running = running + feats.index_select(0, i).squeeze(0)
+    return torch.cat(chosen) if chosen else torch.empty(0, dtype=torch.long, device=feats.device)
 
 
 @PLUGINS.register("icarl", ICaRLConfig)

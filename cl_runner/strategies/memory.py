@@ -45,18 +45,21 @@ def reservoir_draws(seen: int, count: int, generator: torch.Generator, device: t
 
 
 def reservoir_assign(seen: int, capacity: int, draws: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(slots, items): write new item `items[k]` into slot `slots[k]`; every slot at most once.
+    """(slots, items), one pair per new item: slot `slots[k]` takes new item `items[k]`, or
+    keeps what it holds where `items[k]` is -1.
 
     Item i goes to slot seen+i while the memory is filling, else to its draw when that is
-    below the capacity; where several items pick one slot the last of them wins."""
+    below the capacity; where several items pick one slot the last of them wins. Every pair
+    naming one slot names the same item, so the writes give one result in any order; their
+    number is the number of new items, not of slots written, which would take a host-device
+    sync to know (DER adds every training batch to its memory)."""
     count = len(draws)
-    t = seen + torch.arange(count, device=draws.device)
-    slot = torch.where(t < capacity, t, draws)
+    arange = torch.arange(count, device=draws.device)
+    slot = torch.where(seen + arange < capacity, seen + arange, draws)
     keep = slot < capacity
-    items = torch.arange(count, device=draws.device)[keep]
+    slots = torch.where(keep, slot, 0)  # an item not kept points at slot 0 and writes back its winner
     winner = torch.full((capacity,), -1, dtype=torch.long, device=draws.device)
-    winner.scatter_reduce_(0, slot[keep], items, reduce="amax")
-    slots = torch.nonzero(winner >= 0).squeeze(1)
+    winner.scatter_reduce_(0, slots, torch.where(keep, arange, -1), reduce="amax")
     return slots, winner[slots]
 
 
@@ -67,30 +70,29 @@ def balanced_quota(counts: torch.Tensor, memory_size: int | None, per_class: int
     """How many examples each class keeps, given how many it has (water-filling).
 
     With memory_size M: the largest level L with sum(min(count, L)) <= M, and what is left
-    of M goes one each to the first classes still above L."""
+    of M goes one each to the first classes still above L. Vectorised, without reading a
+    value on the host: in ascending order of counts, class k gets the level share_k =
+    (M - the counts before it) // (classes from it on) while its count fits under it, and
+    the first that does not fit sets L = its share. Classes with no example change nothing."""
     cap = counts.clone() if per_class is None else counts.clamp(max=per_class)
-    if memory_size is None or int(cap.sum()) <= memory_size:
+    if memory_size is None or not len(cap):
         return cap
-    ordered = torch.sort(cap).values.tolist()  # one entry per class: a handful, not examples
-    level, left, remaining = 0, memory_size, len(ordered)
-    for c in ordered:
-        share = left // remaining
-        if c <= share:
-            left -= c
-            remaining -= 1
-        else:
-            level = share
-            break
+    ordered = torch.sort(cap).values
+    left = memory_size - (torch.cumsum(ordered, 0) - ordered)
+    share = torch.div(left, torch.arange(len(ordered), 0, -1, device=cap.device), rounding_mode="floor")
+    first = (ordered > share).to(torch.uint8).argmax(0, keepdim=True)  # the first class that does not fit
+    level = share.index_select(0, first)  # [1]: indexing with a 0-dim tensor would read it on the host
     quota = cap.clamp(max=level)
-    extra = memory_size - int(quota.sum())
-    above = torch.nonzero(cap > level).squeeze(1)[:extra]
-    quota[above] += 1
-    return quota
+    above = cap > level
+    quota += above & (torch.cumsum(above, 0) <= memory_size - quota.sum())  # the rest, one each, in class order
+    return torch.where(cap.sum() <= memory_size, cap, quota)
 
 
-def balanced_select(keys: torch.Tensor, quota: torch.Tensor, generator: torch.Generator, classes: torch.Tensor) -> torch.Tensor:
-    """Indices of a random subset keeping quota[k] examples of class classes[k] (classes sorted,
-    each present in keys); the result is grouped by class."""
+def balanced_select(keys: torch.Tensor, quota: torch.Tensor, generator: torch.Generator, classes: torch.Tensor,
+                    kept: int | None = None) -> torch.Tensor:
+    """Indices of a random subset keeping quota[k] examples of class classes[k] (classes sorted;
+    a class absent from keys must have quota 0); the result is grouped by class. `kept`, the
+    quotas' sum when the caller knows it, saves a host-device sync."""
     n = len(keys)
     random_order = torch.randperm(n, generator=generator, device=keys.device)
     by_class = random_order[torch.sort(keys[random_order], stable=True).indices]
@@ -98,14 +100,26 @@ def balanced_select(keys: torch.Tensor, quota: torch.Tensor, generator: torch.Ge
     position = torch.searchsorted(classes, sorted_keys)  # class index of each sorted example
     starts = torch.searchsorted(sorted_keys, classes)  # first sorted position of each class
     rank = torch.arange(n, device=keys.device) - starts[position]
-    return by_class[rank < quota[position]]
+    chosen = rank < quota[position]
+    if kept is None:
+        return by_class[chosen]
+    return by_class[torch.sort((~chosen).to(torch.uint8), stable=True).indices[:kept]]  # the chosen, in order
 
 
-def class_balanced(keys: torch.Tensor, generator: torch.Generator, memory_size: int | None, per_class: int | None) -> torch.Tensor:
-    """Indices of a class-balanced random subset of the examples with these class keys."""
-    classes, counts = torch.unique(keys, return_counts=True)
-    quota = balanced_quota(counts, memory_size, per_class)
-    return balanced_select(keys, quota, generator, classes)
+def class_balanced(keys: torch.Tensor, generator: torch.Generator, memory_size: int | None, per_class: int | None,
+                   num_keys: int | None = None) -> torch.Tensor:
+    """Indices of a class-balanced random subset of the examples with these class keys.
+    Given `num_keys` (every key is below it) and a memory_size without a per_class bound,
+    the same subset without a host-device sync: counts over the whole key space, and the
+    number kept is min(memory_size, examples)."""
+    if num_keys is None or per_class is not None or memory_size is None:
+        classes, counts = torch.unique(keys, return_counts=True)
+        return balanced_select(keys, balanced_quota(counts, memory_size, per_class), generator, classes)
+    classes = torch.arange(num_keys, device=keys.device)
+    ordered = torch.sort(keys).values
+    counts = torch.searchsorted(ordered, classes, right=True) - torch.searchsorted(ordered, classes)
+    quota = balanced_quota(counts, memory_size, None)
+    return balanced_select(keys, quota, generator, classes, kept=min(memory_size, len(keys)))
 
 
 # --- the memory --------------------------------------------------------------
@@ -138,14 +152,16 @@ class Memory:
     def extra(self, name: str) -> torch.Tensor:
         return self.store[name][: self.size]
 
-    def add(self, data: Examples, generator: torch.Generator, num_outputs: int, **extra: torch.Tensor) -> None:
-        """Offer these examples (with their extra tensors) to the memory."""
+    def add(self, data: Examples, generator: torch.Generator, num_outputs: int, num_tasks: int | None = None,
+            **extra: torch.Tensor) -> None:
+        """Offer these examples (with their extra tensors) to the memory; `num_tasks` (more
+        than any task id) lets a class-balanced one do it without a host-device sync."""
         self.num_outputs = num_outputs
         incoming = {**{f: getattr(data, f) for f in FIELDS}, **extra}
         if self.policy == "reservoir":
             self._add_reservoir(incoming, len(data), generator)
         else:
-            self._add_balanced(incoming, len(data), generator)
+            self._add_balanced(incoming, generator, None if num_tasks is None else num_tasks * num_outputs)
         self.seen += len(data)
 
     def _add_reservoir(self, incoming: dict[str, torch.Tensor], count: int, generator: torch.Generator) -> None:
@@ -154,14 +170,17 @@ class Memory:
             self.store = {k: v.new_zeros((capacity, *v.shape[1:])) for k, v in incoming.items()}
         device = incoming["y"].device
         slots, items = reservoir_assign(self.seen, capacity, reservoir_draws(self.seen, count, generator, device))
+        fresh = items >= 0
         for k, v in incoming.items():
-            self.store[k][slots] = v[items]
+            store = self.store[k]
+            kept = fresh.view(-1, *[1] * (v.dim() - 1))
+            store.index_copy_(0, slots, torch.where(kept, v.index_select(0, items.clamp(min=0)), store.index_select(0, slots)))
         self.size = min(capacity, self.seen + count)
 
-    def _add_balanced(self, incoming: dict[str, torch.Tensor], count: int, generator: torch.Generator) -> None:
+    def _add_balanced(self, incoming: dict[str, torch.Tensor], generator: torch.Generator, num_keys: int | None) -> None:
         pool = {k: torch.cat([self.store[k][: self.size], v]) if self.store else v for k, v in incoming.items()}
         keys = Examples(*(pool[f] for f in FIELDS)).class_keys(self.num_outputs)
-        keep = class_balanced(keys, generator, self.memory_size, self.per_class)
+        keep = class_balanced(keys, generator, self.memory_size, self.per_class, num_keys)
         self.store = {k: v[keep] for k, v in pool.items()}
         self.size = len(keep)
 

@@ -45,12 +45,13 @@ class SIPlugin(Plugin):
         self.anchor: dict[str, torch.Tensor] = {}  # theta*: the weights after the last finished task
         self.path: dict[str, torch.Tensor] = {}  # w of the task in progress
         self.start: dict[str, torch.Tensor] = {}  # the weights when the task started
-        self._grad: list[torch.Tensor] = []
-        self._before: list[torch.Tensor] = []
+        self._grad: list[torch.Tensor | None] = []  # the gradients of the step in progress
+        self._before: list[torch.Tensor] = []  # the weights before it: buffers kept for the task
 
     def before_task(self, ctx: RunContext) -> None:
         self.start = snapshot(ctx.model)
         self.path = {n: torch.zeros_like(p) for n, p in self.start.items()}
+        self._before = [torch.empty_like(p) for p in self.start.values()]
 
     def penalty(self, model: torch.nn.Module) -> torch.Tensor:
         """sum_i omega_i (theta_i - theta*_i)^2, without c."""
@@ -62,13 +63,25 @@ class SIPlugin(Plugin):
         return {"si": self.cfg.c * self.penalty(ctx.model)}
 
     def before_step(self, ctx: RunContext, batch) -> None:
-        params = list(ctx.model.parameters())
-        self._grad = [p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p) for p in params]
-        self._before = [p.detach().clone() for p in params]
+        # No copies: the gradients are held by reference (the optimiser only reads them, and the
+        # next step's zero_grad(set_to_none) replaces them; a later hook that changes them sets
+        # new tensors, as A-GEM does), the weights copied into the task's buffers in one call.
+        params = [p.detach() for p in ctx.model.parameters()]
+        self._grad = [p.grad for p in ctx.model.parameters()]
+        torch._foreach_copy_(self._before, params)
 
     def after_step(self, ctx: RunContext, batch) -> None:
-        for (n, p), g, old in zip(ctx.model.named_parameters(), self._grad, self._before):
-            self.path[n].sub_(g * (p.detach() - old))
+        # path -= g * (theta - theta_before), in a few foreach calls over the parameters that had
+        # a gradient (the others did not move: their term is zero).
+        named = [(n, p.detach(), g, old) for (n, p), g, old in zip(ctx.model.named_parameters(), self._grad, self._before)
+                 if g is not None]
+        if not named:
+            return
+        names, params, grads, olds = zip(*named)
+        change = torch._foreach_sub(list(params), list(olds))
+        torch._foreach_mul_(change, list(grads))
+        torch._foreach_sub_([self.path[n] for n in names], change)
+        self._grad = []
 
     def after_task(self, ctx: RunContext) -> None:
         if ctx.final:  # nothing later to protect

@@ -1,0 +1,132 @@
+"""How many CPU threads a run's torch uses, and how they wait: a policy that holds on a shared machine.
+
+Two settings, both chosen from measurements (`make bench`, bench/load.py):
+
+- How threads wait. An OpenMP worker that finishes its share of an operation waits for the
+  others; by default it spins on a core, so on a machine where other processes hold cores,
+  a worker that was descheduled keeps the spinning ones (and the operation) waiting for a
+  whole time slice. With one other busy process on two cores that made epochs 40-45x
+  slower. `prepare_openmp` (called by `cl-run` before torch is imported: OpenMP reads these
+  variables once, when torch loads it) asks for passive waiting (OMP_WAIT_POLICY=PASSIVE,
+  which GNU and Intel OpenMP both honour) and turns off the runtimes' dynamic thread counts
+  (OMP_DYNAMIC, MKL_DYNAMIC: GNU OpenMP's picks fewer threads from the load average, which
+  would make the numbers depend on what else the machine is doing). Each is left alone
+  where the environment sets it (or GOMP_SPINCOUNT / KMP_BLOCKTIME for the wait).
+- How many threads (`train.threads`, default `auto`; `choose`). An integer is used as
+  given. `auto` respects an OMP_NUM_THREADS set in the environment (the user's choice, or
+  joblib's share of the cores for each of its workers); otherwise it is one thread per
+  WORK_PER_THREAD multiply-adds of a training step (forward and backward of one batch,
+  counted once on one example: `step_work`), at least one, at most the cores this
+  process may use (`usable_cores`: its CPU affinity, within a cgroup CPU quota as
+  containers and Slurm set it). Small models gain nothing from threads and lose much
+  when a core is taken. The count never depends on the current load: a reduction split
+  over threads rounds differently for each thread count, and the same config and seed
+  must give the same numbers however busy the machine is.
+
+This module imports nothing heavy at its top: `prepare_openmp` runs before torch is loaded.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from pathlib import Path
+
+# Set unless the environment already says how OpenMP threads wait, or whether thread counts may vary.
+WAIT_VARIABLES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")
+PINNED = {"OMP_DYNAMIC": "FALSE", "MKL_DYNAMIC": "FALSE"}
+# Multiply-adds of one training step per thread below which another thread costs more than it
+# gives (bench/load.py: see the module docstring of cl_runner.threads and the README's figures).
+WORK_PER_THREAD = 3e8
+
+
+def prepare_openmp(environ=os.environ) -> list[str]:
+    """Passive waiting and fixed thread counts for the OpenMP and MKL runtimes torch loads,
+    where the environment does not say otherwise; returns the variables set. Nothing is set
+    once torch is imported: the runtimes have read them already."""
+    if "torch" in sys.modules:
+        return []
+    wanted = openmp_environment(environ)
+    environ.update(wanted)
+    return [f"{name}={value}" for name, value in wanted.items()]
+
+
+def openmp_environment(environ) -> dict[str, str]:
+    """The variables `prepare_openmp` sets, given the environment."""
+    wanted = {} if any(name in environ for name in WAIT_VARIABLES) else {"OMP_WAIT_POLICY": "PASSIVE"}
+    wanted.update({name: value for name, value in PINNED.items() if name not in environ})
+    return wanted
+
+
+def usable_cores() -> int:
+    """The cores this process may run on: its CPU affinity, within a cgroup CPU quota."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        cores = os.cpu_count() or 1
+    quota = _cgroup_quota()
+    return max(1, min(cores, quota) if quota else cores)
+
+
+def _cgroup_quota(root: Path = Path("/sys/fs/cgroup")) -> int | None:
+    """Whole cores of a CFS quota (cgroup v2 cpu.max, or v1 cpu.cfs_quota_us), None when unlimited."""
+    try:
+        text = (root / "cpu.max").read_text().split()
+        quota, period = (None if text[0] == "max" else int(text[0])), int(text[1])
+    except (OSError, ValueError, IndexError):
+        try:
+            quota = int((root / "cpu" / "cpu.cfs_quota_us").read_text())
+            period = int((root / "cpu" / "cpu.cfs_period_us").read_text())
+        except (OSError, ValueError):
+            return None
+        quota = None if quota <= 0 else quota
+    return None if quota is None or period <= 0 else max(1, math.ceil(quota / period))
+
+
+def choose(setting, work: float, cores: int, environ=os.environ) -> tuple[int | None, str]:
+    """(threads to set, or None to keep torch's own; why), for `train.threads` = `setting`
+    and `work` multiply-adds per training step."""
+    if setting != "auto":
+        return int(setting), f"train.threads={setting}"
+    if environ.get("OMP_NUM_THREADS"):
+        return None, f"OMP_NUM_THREADS={environ['OMP_NUM_THREADS']}"
+    wanted = max(1, int(work // WORK_PER_THREAD))
+    return min(wanted, cores), f"auto: {work / 1e9:.2g} G multiply-adds per step, {cores} usable cores"
+
+
+def step_work(model, input_shape: tuple[int, ...], batch_size: int) -> float:
+    """Multiply-adds of one training step of `model` (forward and backward, about three
+    forwards) on batches of `batch_size`, from its linear and convolutional layers, counted
+    on one example of zeros in eval mode (nothing in the model changes)."""
+    import torch
+    from torch import nn
+
+    from .models import evaluating
+
+    counted = []
+
+    def count(module, args, out):
+        if isinstance(module, nn.Linear):
+            counted.append(out.numel() * module.in_features)
+        else:  # a convolution: every output value sums kernel x input channels (of its group)
+            counted.append(out.numel() * module.weight[0].numel())
+
+    layers = [m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d))]
+    handles = [layer.register_forward_hook(count) for layer in layers]
+    device = next(model.parameters()).device
+    try:
+        with torch.no_grad(), evaluating(model):
+            model(torch.zeros(1, *input_shape, device=device))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return 3.0 * batch_size * sum(counted)
+
+
+def waiting(environ=os.environ) -> str:
+    """How OpenMP threads wait in this process, for the log."""
+    for name in WAIT_VARIABLES:
+        if name in environ:
+            return f"{name}={environ[name]}"
+    return "OpenMP's default wait (spinning)"
