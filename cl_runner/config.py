@@ -84,6 +84,16 @@ class TrainConfig(Node):
             self.fail("lr_milestones", "train.lr_schedule=multistep needs the epochs where the rate drops, e.g. [35,45]")
         self.number("lr_gamma", 0.0, low_open=True, high=1.0)
 
+    def unused(self) -> dict[str, str]:
+        found = {}
+        if self.iterations is not None:
+            found["epochs"] = (f"not used while train.iterations is set ({self.iterations} steps per task): "
+                               "add train.iterations=null to count epochs")
+        if self.lr_schedule != "multistep":
+            for name in ("lr_milestones", "lr_gamma"):
+                found[name] = f"used only with train.lr_schedule=multistep (not {self.lr_schedule}): add it"
+        return found
+
 
 @dataclass
 class DataConfig(Node):

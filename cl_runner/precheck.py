@@ -22,7 +22,7 @@ from hydra.errors import HydraException, MissingConfigException
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
-from . import config, overrides, resume, rundir
+from . import config, overrides, resume, rundir, usage
 from .errors import ConfigError, UserError
 
 _NO_PRECHECK = {"--help", "-h", "--hydra-help", "--version", "--info", "-i", "--shell-completion", "-sc",
@@ -213,6 +213,7 @@ def check(argv: list[str]) -> Checked:
                 first = cfg, hydra_cfg
         if any(a.split("=")[0] in _PRINT_ONLY for a in argv):
             return Checked(None)
+        usage.check(first[0], variants, lambda variant: _compose_checked(config_name, variant)[0])
         target = _output_target(*first, multirun)
     plain = not multirun and not any(a.startswith("-") for a in argv)
     return Checked(target, first[1] if plain and target is not None else None)

@@ -22,9 +22,10 @@ from pathlib import Path
 
 import torch
 from omegaconf import OmegaConf
-from tqdm import tqdm
+from tqdm.auto import tqdm  # a notebook's own bar in Jupyter (cl_runner.api), the text bar elsewhere
 
-from . import benchmarks, checkpoint, diagnose, interrupts, metrics, models, plots, resume, run_info, schedule, timing, trackers
+from . import (benchmarks, checkpoint, diagnose, interrupts, metrics, models, plots, resume, run_info, schedule, timing,
+               trackers, usage)
 from .config import save_config, validate
 from .context import RunContext
 from .device import resolve_device, setup_torch
@@ -73,7 +74,7 @@ def run(cfg, output_dir: str | Path, overrides: list[str] = ()) -> dict:
         notice.info("resuming %s after task %d%s", out, state["completed_stage"],
                     f"; applied {' '.join(applied)}" if applied else "")
     log.info("run folder %s; device %s (%d CPU threads); %s", out, device, torch.get_num_threads(), _settings(cfg))
-    return _train_all(ctx, state)
+    return _train_all(ctx, state, usage.unused(cfg, list(overrides)))
 
 
 def _settings(cfg) -> str:
@@ -88,7 +89,7 @@ def _new_optimizer(ctx: RunContext) -> torch.optim.Optimizer:
     return build_optimizer(ctx.cfg, ctx.model.parameters())
 
 
-def _train_all(ctx: RunContext, state: dict | None) -> dict:
+def _train_all(ctx: RunContext, state: dict | None, unused: dict[str, str]) -> dict:
     cfg, out, model = ctx.cfg, ctx.out, ctx.model
     stages = schedule.plan(cfg, [t.name for t in ctx.benchmark.tasks])
     first_stage, global_epoch, task_seconds = 0, 0, []
@@ -101,7 +102,8 @@ def _train_all(ctx: RunContext, state: dict | None) -> dict:
 
     ctx.logs = RunLogs(out, ctx.term_names, done_tasks=first_stage if state is not None else None)
     summary = {"status": "running", "output_dir": str(out.resolve()), "strategy": cfg.strategy.name, "device": str(ctx.device),
-               "parameters": models.count_parameters(model), "tasks": [t.name for t in ctx.benchmark.tasks]}
+               "parameters": models.count_parameters(model), "tasks": [t.name for t in ctx.benchmark.tasks],
+               "unused_overrides": unused}  # a sweep's keys this job does not read (cl_runner.usage)
     write_json(out / "summary.json", summary)
     ctx.optimizer = _new_optimizer(ctx)
     if state is not None and not cfg.train.reset_optimizer:
@@ -276,7 +278,8 @@ def _add_results(ctx: RunContext, summary: dict, table: Table, train_table: Tabl
     summary["accuracy_matrix"] = matrix.round(6).tolist()
     summary.update(metrics.summarize(matrix, metrics.initial_accuracy(table)))
     tasks = ctx.benchmark.tasks
-    summary["warnings"] = diagnose.warnings(matrix, train_table, [t.name for t in tasks], [1 / len(t.classes) for t in tasks])
+    chances = [1 / n for n in run_info.chance_classes(ctx.benchmark)]  # as the figures mark it
+    summary["warnings"] = diagnose.warnings(matrix, train_table, [t.name for t in tasks], chances, cfg=ctx.cfg)
     for line in summary["warnings"]:
         log.warning(line)
     with replaced(ctx.out / "accuracy_matrix.csv") as tmp:

@@ -123,6 +123,10 @@ def describe(cfg, summary: dict, benchmark) -> RunInfo:
         f"{strategy_text(cfg)} · {model}",
         f"{cfg.dataset.name}: {len(tasks)} tasks, {cfg.scenario}-IL · {_budget(cfg.train)} · seed {cfg.seed}",
     ]
-    chance = [len(t.classes) if benchmark.scenario == "task" else benchmark.num_outputs for t in tasks]
     names = [t.name for t in tasks]
-    return RunInfo(identity, _results(summary), names, chance, [s.name for s in plan(cfg, names)])
+    return RunInfo(identity, _results(summary), names, chance_classes(benchmark), [s.name for s in plan(cfg, names)])
+
+
+def chance_classes(benchmark) -> list[int]:
+    """Per task, the number of classes a uniform guess is scored among (see the module docstring)."""
+    return [len(t.classes) if benchmark.scenario == "task" else benchmark.num_outputs for t in benchmark.tasks]

@@ -30,6 +30,10 @@ class MLPConfig(ModelConfig):
         if isinstance(self.depth, bool) or not isinstance(self.depth, int) or self.depth < 0:
             self.fail("depth", "expected an integer >= 0 (hidden layers)")
 
+    def unused(self) -> dict[str, str]:
+        linear = "not used by a linear classifier (model.depth=0): add model.depth=1 or more"
+        return {"width": linear, "activation": linear} if self.depth == 0 else {}
+
 
 class MLP(nn.Sequential):
     """An nn.Sequential of the layers (parameters "0.weight", "0.bias", ...) over the input
