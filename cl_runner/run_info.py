@@ -74,10 +74,10 @@ def _settings(node, schema: type, always: tuple[str, ...] = ()) -> list[str]:
 
 
 def _unused(name: str, node) -> tuple[str, ...]:
-    """Keys a node holds but does not use with its other values (so not worth a title's space)."""
-    if name == "replay" and (node.get("per_class") is not None or str(node.get("policy")) != "share"):
-        return ("share",)
-    return ()
+    """Keys a node holds but does not use with its other values (so not worth a title's space):
+    what the node declares (`Node.unused`)."""
+    values = OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else dict(node)
+    return tuple(PLUGINS[name].config(**values).unused())
 
 
 def strategy_text(cfg) -> str:
