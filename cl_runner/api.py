@@ -36,7 +36,7 @@ import sys
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Sequence, Union
+from typing import Mapping, Sequence, Union
 
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -50,6 +50,7 @@ __all__ = ["ConfigError", "Diverged", "Result", "UserError", "compose", "run", "
 
 Overrides = Sequence[str]
 log = logging.getLogger("cl_runner")
+notice = logging.getLogger("cl_runner.notice")  # shown on stderr, as cl-run's notices
 
 
 def compose(overrides: Overrides = ()) -> DictConfig:
@@ -69,29 +70,36 @@ def run(overrides: Union[Overrides, DictConfig] = (), folder: str | Path | None 
     else:
         given = list(overrides)
         cfg, target = _checked(given, folder, overwrite)
-    return _run_claimed(cfg, target, given, in_sweep=False)
+    return _run_claimed(cfg, target, given)
 
 
-def sweep(jobs: Sequence[Overrides], folder: str | Path | None = None, overwrite: bool = False) -> list[Result]:
+def sweep(jobs: Union[Sequence[Overrides], Mapping[str, Overrides]], folder: str | Path | None = None,
+          overwrite: bool = False) -> list[Result]:
     """Run each list of overrides in `jobs` into its own folder <folder>/0, 1, ... (default:
-    a new folder under multirun/) and return their Results, in order. Every job is checked
+    a new folder under multirun/), or <folder>/<name> for jobs given as {name: overrides},
+    and return their Results, in order. Every job is checked
     before any trains; a key set in some jobs is refused only when none of them reads it
     (each job lists the ones it ignores in summary.json's `unused_overrides`). As in a cl-run
     sweep, a job that fails (diverges, or its data is missing) is recorded as failed (its
     Result's status) and the others go on; Ctrl-C stops the sweep."""
-    jobs = [list(job) for job in jobs]
+    names = [str(name) for name in jobs] if isinstance(jobs, Mapping) else [str(n) for n in range(len(jobs))]
+    jobs = [list(job) for job in (jobs.values() if isinstance(jobs, Mapping) else jobs)]
     if not jobs:
         raise ConfigError("jobs", [], "a sweep needs at least one list of overrides")
+    for name in names:
+        if not re.fullmatch(r"[\w.-]+", name) or name in (".", ".."):
+            raise ConfigError("jobs", name, "a job's name is the name of its folder: letters, digits, '-', '_', '.'")
     default = _default_target("sweep", overwrite)
     target = dataclasses.replace(default, folder=str(folder), unique=False) if folder is not None else default
     claim = rundir.claim(target)
     try:
         checked = []
         with usage.deferred():  # judged over the whole sweep below
-            for number, job in enumerate(jobs):
-                checked.append(_checked(job, claim.folder / str(number)))
+            for name, job in zip(names, jobs):
+                checked.append(_checked(job, claim.folder / name))
         _refuse_unread(jobs, [cfg for cfg, _ in checked])
-        return [_run_claimed(cfg, job_target, job, in_sweep=True) for (cfg, job_target), job in zip(checked, jobs)]
+        return [_run_claimed(cfg, job_target, job, f"job {n + 1} of {len(jobs)} ({name}): {' '.join(job)}")
+                for n, ((cfg, job_target), job, name) in enumerate(zip(checked, jobs, names))]
     finally:
         with interrupts.ignored():
             rundir.release(claim)
@@ -136,19 +144,22 @@ def _refuse_unread(jobs: list[list[str]], cfgs: list[DictConfig]) -> None:
             raise usage.UnusedSetting(key, ",".join(dict.fromkeys(values[key])), why)
 
 
-def _run_claimed(cfg: DictConfig, target: rundir.Target, given: list[str], in_sweep: bool) -> Result:
-    """Claim the target's folder, run the config into it, release it; the Result."""
+def _run_claimed(cfg: DictConfig, target: rundir.Target, given: list[str], job: str | None = None) -> Result:
+    """Claim the target's folder, run the config into it, release it; the Result. `job`: a
+    sweep's job, announced so; a job that fails is recorded, not raised."""
     claim = rundir.claim(target)
     folder = claim.folder
     try:
         timing.new_job()
         with _run_logging(folder):
+            if job is not None:
+                notice.info(job)
             if not cfg.get("resume"):
                 _record_overrides(folder, given)
             try:
                 summary = run_config(cfg, folder, overrides=given)
             except (UserError, Diverged) as err:
-                if not in_sweep:
+                if job is None:
                     raise
                 log.error("job in %s failed: %s", folder, err)
                 summary = _failed_summary(folder, err)

@@ -15,6 +15,8 @@ model only to a run on a smaller MLP.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 DOMINANT = 10.0  # an extra term this many times the cross-entropy leaves the task no room
@@ -76,12 +78,17 @@ def _ewc_fix(cfg) -> str:
     alpha = float(cfg.ewc.alpha) if cfg is not None else None
     mlp64 = model["name"] == "mlp" and model["width"] == 64 and model["depth"] == 1
     if mlp64 and (alpha is None or alpha > EWC_ALPHA_FOR_MLP64):
-        lower = f"lower ewc.alpha (on this 64-unit MLP, e.g. ewc.alpha={EWC_ALPHA_FOR_MLP64:.0e}".replace("e+0", "e") + ")"
+        lower = f"lower ewc.alpha (on this 64-unit MLP, e.g. ewc.alpha={_number(EWC_ALPHA_FOR_MLP64)})"
     else:
-        lower = "lower ewc.alpha" + (f" (now {alpha:g})" if alpha is not None else "")
+        lower = "lower ewc.alpha" + (f" (now {_number(alpha)})" if alpha is not None else "")
     roomy = model["name"] == "mlp" and model["width"] < ROOMY_WIDTH
     more_room = f", give the model more room (model=mlp{ROOMY_WIDTH}, as experiment=ewc does)" if roomy else ""
     return f"{lower}{more_room} or train longer"
+
+
+def _number(value: float) -> str:
+    """1e8 as the command line writes it, not 1e+08."""
+    return re.sub(r"e\+?0*(\d)", r"e\1", f"{value:g}").replace("e-0", "e-")
 
 
 def _fraction(chance: float) -> str:

@@ -84,15 +84,25 @@ class Result:
                 display(Image(filename=str(path)))
 
     def row(self) -> dict:
-        """The run in one row: what ran, its final test accuracy per task and its metrics."""
+        """The run in one row: its folder's name, its overrides, what ran, its final test accuracy
+        per task and its metrics."""
         names = self.summary.get("tasks") or []
         final = self.summary.get("final_test_acc") or []
-        row = {"overrides": " ".join(self.overrides), "strategy": self.summary.get("strategy"), "status": self.status}
+        row = {"job": self.folder.name, "overrides": " ".join(self.overrides), "what": self.what(), "status": self.status}
         row.update({f"acc {names[j] if j < len(names) else j}": acc for j, acc in enumerate(final)})
         for key in ("average_accuracy", "forgetting", "backward_transfer"):
             row[key] = self.summary.get(key)
         row["folder"] = str(self.folder)
         return row
+
+    def what(self) -> str | None:
+        """What ran, from the config it saved: `ewc alpha=1e8 · mlp width=256 depth=1 · 50 epochs per task`."""
+        from .run_info import config_text  # the model and strategy tables (torch)
+
+        try:
+            return config_text(self.config)
+        except OSError:  # a run that failed before it saved its config
+            return None
 
     def __repr__(self) -> str:
         final = self.summary.get("final_test_acc")

@@ -95,7 +95,18 @@ def strategy_text(cfg) -> str:
     return f"{name} ({'; '.join(described)})" if described else name
 
 
-def _budget(train) -> str:
+def config_text(cfg) -> str:
+    """What a config runs, in one line: strategy, model, training budget (as the figures say it)."""
+    return f"{strategy_text(cfg)} · {model_text(cfg)} · {budget(cfg.train)}"
+
+
+def model_text(cfg) -> str:
+    """`mlp width=256 depth=1`: the model and the settings that differ from its defaults."""
+    return f"{cfg.model.name} {' '.join(_settings(cfg.model, MODELS[cfg.model.name].config, ('width', 'depth')))}".strip()
+
+
+def budget(train) -> str:
+    """`50 epochs per task`, `epochs [50, 100]`, `2000 iterations per task`."""
     if train.iterations:
         return f"{train.iterations} iterations per task"
     epochs = OmegaConf.to_container(train.epochs) if OmegaConf.is_list(train.epochs) else train.epochs
@@ -116,12 +127,12 @@ def _results(summary: dict) -> str:
 def describe(cfg, summary: dict, benchmark) -> RunInfo:
     """The RunInfo of a run (`benchmark`: its cl_runner.benchmarks.Benchmark)."""
     tasks = benchmark.tasks
-    model = f"{cfg.model.name} {' '.join(_settings(cfg.model, MODELS[cfg.model.name].config, ('width', 'depth')))}".strip()
+    model = model_text(cfg)
     if summary.get("parameters"):
         model += f" ({summary['parameters']:,} parameters)"
     identity = [
         f"{strategy_text(cfg)} · {model}",
-        f"{cfg.dataset.name}: {len(tasks)} tasks, {cfg.scenario}-IL · {_budget(cfg.train)} · seed {cfg.seed}",
+        f"{cfg.dataset.name}: {len(tasks)} tasks, {cfg.scenario}-IL · {budget(cfg.train)} · seed {cfg.seed}",
     ]
     names = [t.name for t in tasks]
     return RunInfo(identity, _results(summary), names, chance_classes(benchmark), [s.name for s in plan(cfg, names)])
