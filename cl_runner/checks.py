@@ -5,7 +5,8 @@ dataclass deriving from `Node`. Composition already enforces the types and the c
 choices (`Choice` enums); the ranges are declared once, in the node's `check()`, which
 `__post_init__` runs when `cl_runner.config.validate` turns the composed node into its
 dataclass. A failed check raises `ConfigError` naming the full key (`ewc.alpha`), the value
-and what is allowed: one line, exit code 2.
+and what is allowed: one line, exit code 2. Keys that only count with certain values of
+the others (`ewc.gamma` with `ewc.mode=online`) are declared in the node's `unused()`.
 """
 
 from __future__ import annotations
@@ -47,6 +48,13 @@ class Node:
 
     def check(self) -> None:
         """Raise ConfigError for a value out of range; override in each node."""
+
+    def unused(self) -> dict[str, str]:
+        """The keys of this node that its other values make a run ignore, each with what
+        would make it count, e.g. {"gamma": "used only with ewc.mode=online"}; override in a
+        node whose keys depend on each other. `cl_runner.usage` refuses a key set on the
+        command line that is listed here. Default: every key is read."""
+        return {}
 
     def key(self, field: str) -> str:
         return f"{self.node}.{field}" if self.node else field

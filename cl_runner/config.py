@@ -93,6 +93,16 @@ class TrainConfig(Node):
         if self.threads != "auto":
             check_positive_int(self.key("threads"), self.threads, describe="expected auto or an integer >= 1")
 
+    def unused(self) -> dict[str, str]:
+        found = {}
+        if self.iterations is not None:
+            found["epochs"] = (f"not used while train.iterations is set ({self.iterations} steps per task): "
+                               "add train.iterations=null to count epochs")
+        if self.lr_schedule != "multistep":
+            for name in ("lr_milestones", "lr_gamma"):
+                found[name] = f"used only with train.lr_schedule=multistep (not {self.lr_schedule}): add it"
+        return found
+
 
 @dataclass
 class DataConfig(Node):

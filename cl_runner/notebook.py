@@ -2,10 +2,12 @@
 
     python -m cl_runner.notebook [EXPERIMENT ...] [-- OVERRIDE ...]
 
-Each experiment is a preset in conf/experiment/; all run in this one process (so a GPU
-run is not dominated by interpreter start-up), each into its own folder under
-outputs/notebook/<date>_<time>/, and the comparison is written to notebook.md there and
-printed. Extra Hydra-style overrides after `--` apply to every experiment.
+Each experiment is a preset in conf/experiment/; all run in this one process through the
+Python API (`cl_runner.api.sweep`, so a GPU run is not dominated by interpreter start-up),
+each into its own folder outputs/notebook/<date>_<time>/<experiment>/, and the comparison is
+written to notebook.md there and printed. Extra overrides after `--` apply to every
+experiment; like a sweep's, one is refused only when no experiment reads it. Each row says
+what ran as the run's saved config says it (`train.epochs=2` reads "2 epochs per task").
 """
 
 from __future__ import annotations
@@ -15,34 +17,31 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from hydra import compose, initialize_config_dir
-
-from . import config
-from .config import CONF_DIR
+from . import api
 from .errors import UserError
-from .run import run
+from .result import Result
 
 DEFAULT_EXPERIMENTS = ["naive", "replay10", "replay1", "scratch", "ewc", "ewc_replay"]
-DESCRIPTIONS = {
-    "naive": "naive, mlp64",
-    "replay10": "replay 10% of task 0, mlp64",
-    "replay1": "replay 1% of task 0, mlp64",
-    "scratch": "from scratch on task 1 + 1% of task 0, mlp64",
-    "ewc": "EWC alpha 1e8, mlp256",
-    "ewc_replay": "EWC alpha 1e8 + replay 10%, 100 epochs on task 1, mlp256",
-}
 
 
-def table(results: list[tuple[str, dict, float]]) -> str:
+def table(results: list[Result]) -> str:
+    """The comparison as a Markdown table: one row per experiment, its test accuracy per task."""
+    names = next((r.summary["tasks"] for r in results if r.summary.get("tasks")), [])
     lines = [
-        "| experiment | what | test acc task 0 (0-4) | test acc task 1 (5-9) | mean | seconds | output folder |",
-        "|---|---|---|---|---|---|---|",
+        "| experiment | what ran | " + " | ".join(f"test acc task {j} ({n})" for j, n in enumerate(names))
+        + " | mean | forgetting | training s | output folder |",
+        "|---|---|" + "---|" * len(names) + "---|---|---|---|",
     ]
-    for name, summary, seconds in results:
-        acc = summary["final_test_acc"]
+    for result in results:
+        summary = result.summary
+        acc = summary.get("final_test_acc") or []
+        cells = [f"{a:.3f}" for a in acc] + ["–"] * (len(names) - len(acc))
+        mean = summary.get("average_accuracy")
+        forgetting = summary.get("forgetting")
         lines.append(
-            f"| {name} | {DESCRIPTIONS.get(name, name)} | {acc[0]:.3f} | {acc[1]:.3f} | "
-            f"{summary['average_accuracy']:.3f} | {seconds:.1f} | {summary['output_dir']} |"
+            f"| {result.folder.name} | {result.what() or result.status} | {' | '.join(cells)} | "
+            f"{'–' if mean is None else f'{mean:.3f}'} | {'–' if forgetting is None else f'{forgetting:.3f}'} | "
+            f"{sum(summary.get('task_seconds') or []):.1f} | {result.folder} |"
         )
     return "\n".join(lines)
 
@@ -53,23 +52,10 @@ def main(argv: list[str] | None = None) -> None:
     experiments, overrides = argv[:split] or DEFAULT_EXPERIMENTS, argv[split + 1 :]
     started = time.perf_counter()
     base = Path("outputs") / "notebook" / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
-    config.register()
-    cfgs = {}
-    try:
-        with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-            for name in experiments:  # compose and check all before training any
-                cfgs[name] = compose("config", overrides=[f"experiment={name}", *overrides])
-                config.validate(cfgs[name])
+    try:  # every experiment is checked before any trains
+        results = api.sweep({name: [f"experiment={name}", *overrides] for name in experiments}, folder=base)
     except UserError as err:
         sys.exit(f"cl-run notebook: error: {err}")
-    except Exception as err:  # noqa: BLE001 - Hydra's composition errors, as one line
-        sys.exit(f"cl-run notebook: error: {' '.join(str(err).split())}")
-    results = []
-    for name, cfg in cfgs.items():
-        print(f"== {name}: {DESCRIPTIONS.get(name, name)}", flush=True)
-        t0 = time.perf_counter()
-        summary = run(cfg, base / name)
-        results.append((name, summary, time.perf_counter() - t0))
     report = table(results)
     total = time.perf_counter() - started
     text = f"# Notebook experiments\n\n{report}\n\nTotal wall time in this process: {total:.1f} s.\n"

@@ -25,7 +25,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
-from . import config, hydra_app, job_folders, overrides, resume, rundir
+from . import config, hydra_app, job_folders, overrides, resume, rundir, usage
 from .errors import ConfigError, UserError
 from .models import MODELS
 
@@ -202,7 +202,8 @@ def check(argv: list[str]) -> Checked:
     given = cmd.overrides
     with hydra_app.initialized(cmd) as app:
         loader = app.config_loader
-        for i, variant in enumerate(overrides.variants(given, loader)):
+        variants = list(overrides.variants(given, loader))
+        for i, variant in enumerate(variants):
             cfg, hydra_cfg = _compose_checked(cmd.config_name, variant)
             if i == 0:
                 first, mode = (cfg, hydra_cfg), hydra_cfg.hydra.mode
@@ -212,6 +213,7 @@ def check(argv: list[str]) -> Checked:
                 _check_resume(cfg, variant, hydra_cfg, multirun)
         if cmd.prints:
             return Checked(None, cmd)
+        usage.check(first[0], variants, lambda variant: _compose_checked(cmd.config_name, variant)[0])
         cfg, hydra_cfg = first
         if not multirun:
             composed = hydra_app.with_run_mode(hydra_cfg)

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import torch
 from omegaconf import OmegaConf
-from tqdm import tqdm
+from tqdm.auto import tqdm  # a notebook's own bar in Jupyter (cl_runner.api), the text bar elsewhere
 
-from . import benchmarks, checkpoint, continuation, models, outputs, resume, schedule, status, timing, trackers
+from . import benchmarks, checkpoint, continuation, models, outputs, resume, schedule, status, timing, trackers, usage
 from .config import save_config, validate
 from .context import RunContext
 from .device import resolve_device, set_threads, setup_torch, torch_state
@@ -71,7 +71,8 @@ def run(cfg, output_dir: str | Path, overrides: list[str] = ()) -> dict:
         state = continuation.restore(ctx, checkpoint.load(out, device, float_images=floats), stages)
     summary = {"status": "running", "output_dir": str(out.resolve()), "strategy": cfg.strategy.name,
                "device": str(ctx.device), "parameters": models.count_parameters(model),
-               "tasks": [t.name for t in bench.tasks]}
+               "tasks": [t.name for t in bench.tasks],
+               "unused_overrides": usage.unused(cfg, list(overrides))}  # a sweep's keys this job does not read
     return status.recorded(out, summary, body=lambda: _train_all(ctx, stages, state, applied, summary),
                            close=lambda s: outputs.close(ctx, s), tell=lambda s: _tell(ctx, s))
 

@@ -74,10 +74,10 @@ def _settings(node, schema: type, always: tuple[str, ...] = ()) -> list[str]:
 
 
 def _unused(name: str, node) -> tuple[str, ...]:
-    """Keys a node holds but does not use with its other values (so not worth a title's space)."""
-    if name == "replay" and (node.get("per_class") is not None or str(node.get("policy")) != "share"):
-        return ("share",)
-    return ()
+    """Keys a node holds but does not use with its other values (so not worth a title's space):
+    what the node declares (`Node.unused`)."""
+    values = OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else dict(node)
+    return tuple(PLUGINS[name].config(**values).unused())
 
 
 def strategy_text(cfg) -> str:
@@ -95,7 +95,18 @@ def strategy_text(cfg) -> str:
     return f"{name} ({'; '.join(described)})" if described else name
 
 
-def _budget(train) -> str:
+def config_text(cfg) -> str:
+    """What a config runs, in one line: strategy, model, training budget (as the figures say it)."""
+    return f"{strategy_text(cfg)} · {model_text(cfg)} · {budget(cfg.train)}"
+
+
+def model_text(cfg) -> str:
+    """`mlp width=256 depth=1`: the model and the settings that differ from its defaults."""
+    return f"{cfg.model.name} {' '.join(_settings(cfg.model, MODELS[cfg.model.name].config, ('width', 'depth')))}".strip()
+
+
+def budget(train) -> str:
+    """`50 epochs per task`, `epochs [50, 100]`, `2000 iterations per task`."""
     if train.iterations:
         return f"{train.iterations} iterations per task"
     epochs = OmegaConf.to_container(train.epochs) if OmegaConf.is_list(train.epochs) else train.epochs
@@ -116,13 +127,17 @@ def _results(summary: dict) -> str:
 def describe(cfg, summary: dict, benchmark) -> RunInfo:
     """The RunInfo of a run (`benchmark`: its cl_runner.benchmarks.Benchmark)."""
     tasks = benchmark.tasks
-    model = f"{cfg.model.name} {' '.join(_settings(cfg.model, MODELS[cfg.model.name].config, ('width', 'depth')))}".strip()
+    model = model_text(cfg)
     if summary.get("parameters"):
         model += f" ({summary['parameters']:,} parameters)"
     identity = [
         f"{strategy_text(cfg)} · {model}",
-        f"{cfg.dataset.name}: {len(tasks)} tasks, {cfg.scenario}-IL · {_budget(cfg.train)} · seed {cfg.seed}",
+        f"{cfg.dataset.name}: {len(tasks)} tasks, {cfg.scenario}-IL · {budget(cfg.train)} · seed {cfg.seed}",
     ]
-    chance = [len(t.classes) if benchmark.scenario == "task" else benchmark.num_outputs for t in tasks]
     names = [t.name for t in tasks]
-    return RunInfo(identity, _results(summary), names, chance, [s.name for s in plan(cfg, names)])
+    return RunInfo(identity, _results(summary), names, chance_classes(benchmark), [s.name for s in plan(cfg, names)])
+
+
+def chance_classes(benchmark) -> list[int]:
+    """Per task, the number of classes a uniform guess is scored among (see the module docstring)."""
+    return [len(t.classes) if benchmark.scenario == "task" else benchmark.num_outputs for t in benchmark.tasks]

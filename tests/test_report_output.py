@@ -83,7 +83,7 @@ def test_plus_minus_only_where_a_setting_has_several_seeds(tmp_path):
 
 def test_strategy_name_and_plugins_are_one_swept_key(tmp_path):
     write_run(tmp_path / "runs" / "ewc", strategy=("ewc", ["ewc"]))
-    write_run(tmp_path / "runs" / "both", strategy=("ewc_replay", ["ewc", "replay"]))
+    write_run(tmp_path / "runs" / "both", strategy=("ewc_replay", ["ewc", "replay"]), matrix=[[0.9, 0.1], [0.8, 0.8]])
     table, runs, md, _ = make_report(tmp_path)
     assert "Swept keys: `strategy`." in md
     assert list(table["strategy"]) == ["ewc", "ewc_replay"]

@@ -53,6 +53,16 @@ class DatasetConfig(Node):
         elif self.angles is not None and len(self.angles) != self.num_tasks:
             self.fail("angles", f"expected {self.num_tasks} angles (dataset.num_tasks)", list(self.angles))
 
+    def unused(self) -> dict[str, str]:
+        found = {}
+        if self.kind != "split":
+            found["tasks"] = f"used only by split data sets (dataset.kind=split), not {self.kind}: use dataset.num_tasks"
+        elif self.tasks is not None:
+            found["num_tasks"] = "not used while dataset.tasks lists the tasks (their number is its length)"
+        if self.kind != "rotated":
+            found["angles"] = f"used only by rotated data sets (dataset.kind=rotated), not {self.kind}: add dataset=rotated_mnist"
+        return found
+
     def _check_labels(self, labels: list[list[int]] | None) -> None:
         if labels is None:  # an even split of a data set whose classes are known only once it is read
             return

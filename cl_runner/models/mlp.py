@@ -38,6 +38,10 @@ class MLPConfig(ModelConfig):
         parameters = (features + 1) * width + (depth - 1) * (width + 1) * width
         return Size(parameters, width, features + 2 * depth * width, max(features, width))  # each Linear, then its activation
 
+    def unused(self) -> dict[str, str]:
+        linear = "not used by a linear classifier (model.depth=0): add model.depth=1 or more"
+        return {"width": linear, "activation": linear} if self.depth == 0 else {}
+
 
 class MLP(nn.Sequential):
     """An nn.Sequential of the layers (parameters "0.weight", "0.bias", ...) over the input

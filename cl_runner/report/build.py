@@ -10,7 +10,7 @@ import pandas as pd
 from . import html, markdown
 from .content import document, setting_label
 from .figures import plot_final_vs_key, plot_val_curves, worth_plotting
-from .notes import sweep_notes, task_notes
+from .notes import sweep_notes, task_notes, unchanged_notes
 from .runs import Run, find_runs, load_run
 from .settings import aggregate, fold_pairs, runs_table, swept_keys, task_names
 
@@ -32,7 +32,7 @@ def report(paths: list[Path], out: Path) -> tuple[pd.DataFrame, list[Run]]:
 
     tasks = task_names(runs)
     figures = _draw(table, runs, keys, tasks, out)
-    notes = sweep_notes(paths, runs) + task_notes(runs)
+    notes = sweep_notes(paths, runs) + task_notes(runs) + unchanged_notes(runs, keys)
     blocks = document(table, runs, keys, tasks, paths, notes, figures)
     (out / "report.md").write_text(markdown.render(blocks))
     (out / "report.html").write_text(html.render(blocks, out))

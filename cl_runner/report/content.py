@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .notes import unchanged
 from .runs import Run
 from .settings import SUMMARY_METRICS, hashable
 
@@ -85,7 +86,10 @@ def document(table: pd.DataFrame, runs: list[Run], keys: list[str], tasks: list[
     blocks: list = [Heading("cl-report", 1), Paragraph("Sources: " + ", ".join(f"`{s}`" for s in sources)),
                      Paragraph(f"{len(runs)} runs: {len(done)} completed, {len(bad)} failed or incomplete; "
                                f"{len(table)} settings.")]
-    about = "Swept keys: " + (", ".join(f"`{k}`" for k in keys) if keys else "none (one setting)") + "."
+    about = _strategies(runs, keys) + " "
+    flagged = unchanged(runs, keys)
+    about += "Swept keys: " + (", ".join(f"`{k}`" + (" (changed nothing: see the notes)" if k in flagged else "")
+                                         for k in keys) if keys else "none (one setting)") + "."
     common = [o for o in (runs[0].overrides if runs else []) if all(o in r.overrides for r in runs)]
     if common:
         about += " Fixed on every run's command line: " + " ".join(f"`{o}`" for o in common) + "."
@@ -101,6 +105,16 @@ def document(table: pd.DataFrame, runs: list[Run], keys: list[str], tasks: list[
     if figures:
         blocks += [Heading("Plots"), Figures(figures)]
     return blocks
+
+
+def _strategies(runs: list[Run], keys: list[str]) -> str:
+    """The strategy of the runs, named always (a sweep of a key the strategy ignores must show it)."""
+    names = list(dict.fromkeys(str(r.config["strategy"]) for r in runs if "strategy" in r.config))
+    if not names:
+        return "Strategy: not recorded."
+    if len(names) == 1:
+        return f"Strategy: `{names[0]}` (every run)."
+    return "Strategies: " + ", ".join(f"`{n}`" for n in names) + ("; a column of the table." if "strategy" in keys else ".")
 
 
 def _caption(table: pd.DataFrame) -> str:

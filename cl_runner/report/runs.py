@@ -87,6 +87,7 @@ class Run:
     final_acc: list[float] = field(default_factory=list)  # last row of the accuracy matrix
     summary: dict = field(default_factory=dict)  # metrics.summarize of the matrix
     val: pd.DataFrame | None = None  # validation rows (global_epoch, eval_task, acc), for the curves
+    unused: dict = field(default_factory=dict)  # summary.json's unused_overrides: keys set that the run did not read
 
     @property
     def ok(self) -> bool:
@@ -118,6 +119,8 @@ def load_run(path: Path) -> Run:
         summary = json.loads((path / "summary.json").read_text())
         run.status = str(summary.get("status", "unknown"))
         run.tasks = [str(t) for t in summary.get("tasks") or []]
+        unused = summary.get("unused_overrides")
+        run.unused = unused if isinstance(unused, dict) else {}
     except FileNotFoundError:
         run.problem = "no summary.json (the run never started, or was killed before writing it)"
         return run

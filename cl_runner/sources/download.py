@@ -85,7 +85,9 @@ def _fetch_one(source: Source, remote: RemoteFile, root: Path, urls: tuple[str, 
             problems.append(f"{url}: {err}")
     raise DataError(
         f"{source.name}: could not download {remote.name} into {root} ({'; '.join(problems)}); nothing was saved. "
-        f"Put the file there yourself, or point --mirror / ${MIRROR_ENV} at a folder or URL that has it"
+        f"Put the file there yourself, or fetch it from a folder or URL that has it: "
+        f"python -m cl_runner.sources {source.name} {root} --mirror DIR_OR_URL "
+        f"(`make data DATASET={source.name} MIRROR=DIR_OR_URL` for data/{source.name}), or set ${MIRROR_ENV}=DIR_OR_URL for cl-run"
     )
 
 

@@ -41,6 +41,10 @@ class AGEMConfig(Node):
         check_memory(self, ("class_balanced", "reservoir"))
         self.positive_int("batch_size")
 
+    def unused(self) -> dict[str, str]:
+        reservoir = "not used by agem.policy=reservoir (every example has the same chance)"
+        return {"per_class": reservoir} if self.policy == "reservoir" else {}
+
 
 def project(grads: list[torch.Tensor], ref: list[torch.Tensor], eps: float = 1e-12) -> list[torch.Tensor]:
     """A-GEM's projection of the gradient `grads` against the reference gradient `ref`."""

@@ -44,6 +44,9 @@ class DERConfig(Node):
         self.number("beta", 0.0)
         self.positive_int("batch_size")
 
+    def unused(self) -> dict[str, str]:
+        return {} if self.plus else {"beta": "used only by DER++: add strategy=derpp (or der.plus=true)"}
+
 
 @PLUGINS.register("der", DERConfig)
 class DERPlugin(Plugin):

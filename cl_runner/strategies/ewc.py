@@ -51,6 +51,9 @@ class EWCConfig(Node):
         self.positive_int("fisher_samples", allow_none=True, none_means="for the whole split")
         self.number("gamma", 0.0, low_open=True, high=1.0)
 
+    def unused(self) -> dict[str, str]:
+        return {"gamma": "used only by online EWC: add ewc.mode=online"} if self.mode != "online" else {}
+
 
 @PLUGINS.register("ewc", EWCConfig)
 class EWCPlugin(Plugin):

@@ -58,6 +58,19 @@ class ReplayConfig(Node):
         if self.policy == "share" and self.memory_size is not None:
             self.fail("memory_size", "only used by replay.policy=reservoir|class_balanced; leave it null under policy=share")
 
+    def unused(self) -> dict[str, str]:
+        found = {}
+        if self.policy != "share":
+            found["share"] = found["balanced"] = (f"used only with replay.policy=share (with policy={self.policy} "
+                                                  "replay.memory_size bounds the memory)")
+        elif self.per_class is not None:
+            found["share"] = found["balanced"] = f"not used while replay.per_class is set ({self.per_class} per class)"
+        if self.policy == "reservoir":
+            found["per_class"] = "not used by replay.policy=reservoir (every example has the same chance)"
+        if self.mix != "batch":
+            found["batch_size"] = "used only with replay.mix=batch (a memory batch per step): add it"
+        return found
+
 
 def choose(data: Examples, generator: torch.Generator, share: float, balanced: bool, per_class: int | None) -> torch.Tensor:
     """Indices of the examples to keep."""
