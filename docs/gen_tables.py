@@ -50,7 +50,7 @@ def make_targets() -> str:
         if target == "$(addprefix exp-,$(EXPERIMENTS))" or "(see exp-NAME" in what:
             continue
         rows.append(f"| `make {target}` | {what.replace('|', chr(92) + '|')} |")
-    rows.append(f"| `make exp-NAME` | one notebook experiment, `cl-run experiment=NAME`: {', '.join(f'`{e}`' for e in experiments)} |")
+    rows.append(f"| `make exp-NAME` | one notebook experiment (`experiment=NAME`): {', '.join(f'`{e}`' for e in experiments)} |")
     return "\n".join(rows)
 
 
@@ -136,5 +136,24 @@ def bench_startup() -> str:
     return "\n".join(out) or "No `bench/startup-*.json` yet: `make bench` writes one."
 
 
+def _summary(path: Path) -> str:
+    doc = ast.get_docstring(ast.parse(path.read_text())) or ""
+    first = doc.split("\n\n")[0].replace("\n", " ").strip()
+    return re.split(r"(?<=[.:])\s+(?=[A-Z`(])", first)[0].rstrip(":") if first else ""
+
+
+def code_layout() -> str:
+    """Every module of cl_runner with the first sentence of its docstring, packages first line."""
+    package = REPO / "cl_runner"
+    rows = ["| module | what it is for |", "|---|---|"]
+    for path in sorted(package.rglob("*.py")):
+        relative = path.relative_to(REPO)
+        if path.name == "__main__.py":
+            continue
+        name = str(relative.parent) + "/" if path.name == "__init__.py" else str(relative)
+        rows.append(f"| `{name}` | {_summary(path).replace('|', chr(92) + '|')} |")
+    return "\n".join(rows)
+
+
 GENERATORS = {"exit-codes": exit_codes, "make-targets": make_targets, "make-variables": make_variables,
-              "cli-help": cli_help, "bench-training": bench_training, "bench-startup": bench_startup}
+              "cli-help": cli_help, "code-layout": code_layout, "bench-training": bench_training, "bench-startup": bench_startup}
