@@ -24,6 +24,8 @@ export CL_RUNNER_DATA ?= $(abspath data)
 # cluster are left out, and make test says so; yes: it must (the default under CI=true); no: leave
 # them out without trying.
 CLUSTER_TESTS ?= $(if $(filter true 1 yes,$(CI)),yes,auto)
+# Extra pytest arguments for make test and make test-fast, e.g. PYTEST_ARGS="tests/test_docs.py -x".
+PYTEST_ARGS ?=
 
 CL_RUN = $(PYTHON) -m cl_runner.cli
 EXPERIMENTS = naive replay10 replay1 scratch ewc ewc_replay
@@ -70,12 +72,12 @@ test: ## Install what the suite needs where missing (dev, ray, docs extras; Slur
 		echo "make test: without Slurm and munge here: the tests marked cluster are left out (-m 'not cluster')"; \
 		set -- -m "not cluster"; \
 	fi; \
-	echo "$(PYTHON) -m pytest $$*"; $(PYTHON) -m pytest "$$@"
+	echo "$(PYTHON) -m pytest $$* $(PYTEST_ARGS)"; $(PYTHON) -m pytest "$$@" $(PYTEST_ARGS)
 
 test-fast: ## Skip the tests marked slow (end-to-end runs on real MNIST, packaging, real clusters)
 	$(call needs,dev$(comma)docs)
 	@$(MAKE) --no-print-directory data
-	$(PYTHON) -m pytest -m "not slow"
+	$(PYTHON) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 run: ## The main job: the notebook's first experiment (naive, 50 epochs per task), installing what it needs first; ARGS=... adds overrides
 	$(call needs,)
