@@ -1,8 +1,14 @@
 # cl-runner: `make help` lists every target.
+# The two commands of a fresh checkout: `make run` (the main job) and `make test` (the whole
+# suite). Each installs what it needs into the active Python where it is missing (activate a
+# virtualenv first if you want one), so the second time they start at once.
 PYTHON ?= python3
 TORCH_VERSION ?= 2.13.0
-# Extra pip flags for the torch install, e.g. TORCH_PIP_FLAGS="--index-url https://download.pytorch.org/whl/cpu"
+# Extra pip flags for the torch install. From PyPI on Linux, torch==TORCH_VERSION is the CUDA build
+# (several GB: what a GPU wants); for the CPU build: TORCH_PIP_FLAGS="--index-url https://download.pytorch.org/whl/cpu"
 TORCH_PIP_FLAGS ?=
+# `make install`'s extras of pyproject.toml (the test tools with the trackers, and the docs site).
+EXTRAS ?= dev,docs
 # `make data` fills DATA_DIR with DATASET (python -m cl_runner.sources --list shows them all).
 DATASET ?= mnist
 DATA_DIR ?= data/$(DATASET)
@@ -13,39 +19,69 @@ MIRROR ?= $(if $(filter mnist,$(DATASET)),$(MNIST_MIRROR))
 ARGS ?=
 # cl-run's data.root default is $CL_RUNNER_DATA/<source>: the folder that holds one folder per data set.
 export CL_RUNNER_DATA ?= $(abspath data)
+# The real-cluster tests (tests/test_clusters.py) need Slurm and munge, which `make test` installs
+# with apt-get where it can (root, Debian or Ubuntu). auto: where it cannot, the tests marked
+# cluster are left out, and make test says so; yes: it must (the default under CI=true); no: leave
+# them out without trying.
+CLUSTER_TESTS ?= $(if $(filter true 1 yes,$(CI)),yes,auto)
+# Extra pytest arguments for make test and make test-fast, e.g. PYTEST_ARGS="tests/test_docs.py -x".
+PYTEST_ARGS ?=
 
 CL_RUN = $(PYTHON) -m cl_runner.cli
 EXPERIMENTS = naive replay10 replay1 scratch ewc ewc_replay
+comma := ,
+# $(call needs,EXTRAS): install torch and cl-runner (editable) with EXTRAS unless the active Python
+# has them already (tools/installed.py: every requirement of pyproject.toml, checked in a moment).
+needs = @$(PYTHON) tools/installed.py $(1) || $(MAKE) --no-print-directory install EXTRAS=$(1)
 
-.PHONY: help install install-clusters data test test-fast run notebook $(addprefix exp-,$(EXPERIMENTS)) bench sweep-replay sweep-ewc zoo wheel clean
+.PHONY: help install install-clusters data docs test test-fast run notebook $(addprefix exp-,$(EXPERIMENTS)) bench sweep-replay sweep-ewc zoo wheel clean
 
 help: ## List every target
 	@grep -E '^[a-zA-Z_%-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | awk -F'\t' '{printf "  make %-16s %s\n", $$1, $$2}'
 	@echo "  make exp-NAME         one notebook experiment: $(EXPERIMENTS)"
-	@echo "Variables: PYTHON DATASET DATA_DIR MIRROR MNIST_MIRROR TORCH_VERSION TORCH_PIP_FLAGS ARGS (extra cl-run overrides); sweeps: LAUNCHER SEEDS REPLAY_SHARES EWC_ALPHAS SWEEP_REPLAY_DIR SWEEP_EWC_DIR; zoo: ZOO_SEEDS ZOO_DIR"
+	@echo "Variables: PYTHON DATASET DATA_DIR MIRROR MNIST_MIRROR TORCH_VERSION TORCH_PIP_FLAGS EXTRAS CLUSTER_TESTS ARGS (extra cl-run overrides); sweeps: LAUNCHER SEEDS REPLAY_SHARES EWC_ALPHAS SWEEP_REPLAY_DIR SWEEP_EWC_DIR; zoo: ZOO_SEEDS ZOO_DIR"
 
-install: ## Install cl-runner (editable) with test tools; keeps an installed torch, never pulls CUDA wheels for it
+install: ## Install cl-runner (editable) with EXTRAS (dev,docs) into the active Python; torch==TORCH_VERSION first unless one is installed
 	@if $(PYTHON) -c "import torch" 2>/dev/null; then \
 		echo "keeping installed torch $$($(PYTHON) -c 'import torch; print(torch.__version__)')"; \
 	else \
 		$(PYTHON) -m pip install $(TORCH_PIP_FLAGS) "torch==$(TORCH_VERSION)"; \
 	fi
-	$(PYTHON) -m pip install -e ".[dev]"
+	$(PYTHON) -m pip install -e "$(if $(EXTRAS),.[$(EXTRAS)],.)"
 
-install-clusters: ## For the real-cluster tests: Slurm + munge (apt-get, as root) and the Ray extra (pip)
+install-clusters: ## For the real-cluster tests: Slurm + munge (apt-get, as root) and the Ray extra (pip); make test does this itself
 	bash tests/cluster/install-slurm.sh
 	$(PYTHON) -m pip install -e ".[dev,ray]"
 
 data: ## Put DATASET (default mnist) in DATA_DIR, fetched from MIRROR (a folder or URL) when it is one, else the internet, and verify it
 	@$(PYTHON) -m cl_runner.sources $(DATASET) $(DATA_DIR) $(if $(or $(findstring ://,$(MIRROR)),$(wildcard $(MIRROR))),--mirror $(MIRROR))
 
-test: data ## Run the whole test suite (unit tests, short runs on real MNIST, sweeps on real clusters)
-	$(PYTHON) -m pytest
+docs: ## Rewrite the docs' generated parts (docs/gen_pages.py), then build the site into site/ (mkdocs build --strict)
+	$(call needs,docs)
+	$(PYTHON) docs/gen_pages.py
+	$(PYTHON) -m mkdocs build --strict
 
-test-fast: data ## Skip the tests marked slow (end-to-end runs on real MNIST, packaging, real clusters)
-	$(PYTHON) -m pytest -m "not slow"
+# The whole suite, the docs' strict build and their command lines included (tests/test_docs.py).
+# Slurm and munge as CLUSTER_TESTS says; pytest's own exit code is make test's.
+test: ## Install what the suite needs where missing (dev, ray, docs extras; Slurm + munge as root), fetch MNIST, run every test
+	$(call needs,dev$(comma)ray$(comma)docs)
+	@$(MAKE) --no-print-directory data
+	@set --; \
+	if [ "$(CLUSTER_TESTS)" = no ] || ! bash tests/cluster/install-slurm.sh; then \
+		if [ "$(CLUSTER_TESTS)" = yes ]; then echo "make test: Slurm and munge are needed (CLUSTER_TESTS=yes)" >&2; exit 1; fi; \
+		echo "make test: without Slurm and munge here: the tests marked cluster are left out (-m 'not cluster')"; \
+		set -- -m "not cluster"; \
+	fi; \
+	echo "$(PYTHON) -m pytest $$* $(PYTEST_ARGS)"; $(PYTHON) -m pytest "$$@" $(PYTEST_ARGS)
 
-run: data ## The main job: the notebook's first experiment (naive, 50 epochs per task); ARGS=... adds overrides
+test-fast: ## Skip the tests marked slow (end-to-end runs on real MNIST, packaging, real clusters)
+	$(call needs,dev$(comma)docs)
+	@$(MAKE) --no-print-directory data
+	$(PYTHON) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+run: ## The main job: the notebook's first experiment (naive, 50 epochs per task), installing what it needs first; ARGS=... adds overrides
+	$(call needs,)
+	@$(MAKE) --no-print-directory data
 	$(CL_RUN) $(ARGS)
 
 $(addprefix exp-,$(EXPERIMENTS)): exp-%: data ## (see exp-NAME below)

@@ -1,6 +1,6 @@
 """The typed schema of a cl-run config, assembled from the parts' own config dataclasses.
 
-Each part declares the dataclass of its node beside its code: `dataset` (benchmarks.py),
+Each part declares the dataclass of its node beside its code: `dataset` (benchmarks/config.py),
 `model` (one per model, cl_runner/models/), `strategy` and one node per strategy plugin
 (`ewc`, `replay`, ... in cl_runner/strategies/), `joint` (schedule.py), `logger` (one
 optional node per experiment tracker, cl_runner/trackers/); the run-wide nodes
