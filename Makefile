@@ -69,7 +69,7 @@ test: ## Install what the suite needs where missing (dev, ray, docs extras; Slur
 	@set --; \
 	if [ "$(CLUSTER_TESTS)" = no ] || ! bash tests/cluster/install-slurm.sh; then \
 		if [ "$(CLUSTER_TESTS)" = yes ]; then echo "make test: Slurm and munge are needed (CLUSTER_TESTS=yes)" >&2; exit 1; fi; \
-		echo "make test: without Slurm and munge here: the tests marked cluster are left out (-m 'not cluster')"; \
+		echo "make test: without Slurm and munge ($(if $(filter no,$(CLUSTER_TESTS)),CLUSTER_TESTS=no,they could not be installed here)): the tests marked cluster are left out (-m 'not cluster')"; \
 		set -- -m "not cluster"; \
 	fi; \
 	echo "$(PYTHON) -m pytest $$* $(PYTEST_ARGS)"; $(PYTHON) -m pytest "$$@" $(PYTEST_ARGS)

@@ -4,8 +4,8 @@ Every key comes from the typed schema (`cl_runner.config.schema()`: one dataclas
 each model's and each tracker's own), with its type (a closed choice lists its values), its
 default as `cl-run` with no overrides composes it (else the dataclass's), and its meaning: the
 note in docs/reference/config-notes.yaml where there is one, else the comment beside or above
-the field in its dataclass, else the comment in the YAML file that sets it. Each config group's
-options come from conf/<group>/ with the first comment line of each file. A key or option added
+the field in its dataclass, else the comment in the YAML file that sets it. The groups' options
+come from gen_groups.py (conf/<group>/, with each file's first comment line). A key or option added
 to the code appears here at the next build; a note for a key that no longer exists is an error.
 """
 
@@ -22,25 +22,17 @@ from enum import Enum
 from pathlib import Path
 
 import yaml
-from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
 
 from cl_runner import config
 from cl_runner.models import MODELS
 from cl_runner.strategies import PLUGINS
 from cl_runner.trackers import TRACKERS
 
+import gen_groups  # beside this file (gen_pages.py puts docs/ on sys.path)
+from gen_groups import default_config, fmt_cell, fmt_value, options_table, presets_table, strategy_parts, yaml_comments
+
 CONF = config.CONF_DIR
 NOTES = Path(__file__).resolve().parent / "reference" / "config-notes.yaml"
-GROUPS = ["dataset", "model", "strategy", "optimizer", "logger", "experiment", "hydra/launcher"]
-
-
-@functools.cache
-def default_config() -> dict:
-    """What `cl-run` with no overrides composes, unresolved (so `${oc.env:...}` shows as written)."""
-    config.register()
-    with initialize_config_dir(str(CONF), version_base="1.3"):
-        return OmegaConf.to_container(compose("config"), resolve=False)
 
 
 @functools.cache
@@ -107,50 +99,6 @@ def field_comments(cls: type) -> dict[str, str]:
     return found
 
 
-def yaml_comments(path: Path) -> dict[str, str]:
-    """`dotted.key: comment` for every `key: value  # comment` line of a YAML file."""
-    found, stack = {}, []
-    for line in path.read_text().splitlines():
-        match = re.match(r"^(\s*)([\w.-]+):(.*)$", line)
-        if not match or line.lstrip().startswith("#"):
-            continue
-        indent, key, rest = len(match.group(1)), match.group(2), match.group(3)
-        while stack and stack[-1][0] >= indent:
-            stack.pop()
-        stack.append((indent, key))
-        if " #" in rest:
-            found[".".join(k for _, k in stack)] = rest.split(" #", 1)[1].strip()
-    return found
-
-
-def header(path: Path) -> str:
-    """The first comment paragraph of a YAML file (after `# @package ...`), as one line."""
-    lines = []
-    for line in path.read_text().splitlines():
-        if not line.startswith("#"):
-            break
-        text = line.lstrip("#").strip()
-        if not text.startswith("@package"):
-            lines.append(text)
-    text = " ".join(lines)
-    return re.split(r"(?<=\.)\s+(?=[A-Z])", text)[0] if text else ""
-
-
-def _value(value) -> str:
-    if isinstance(value, Enum):
-        value = value.value
-    if dataclasses.is_dataclass(value):
-        return "—"
-    if isinstance(value, float) and value and not 1e-3 < abs(value) < 1e5:
-        return "`" + f"{value:g}".replace("e+0", "e").replace("e-0", "e-").replace("e+", "e") + "`"
-    shown = yaml.safe_dump(value, default_flow_style=True, width=10_000).strip()
-    return f"`{shown.removesuffix(chr(10) + '...').strip()}`"
-
-
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
 def _default_of(field: dataclasses.Field):
     if field.default is not dataclasses.MISSING:
         return field.default
@@ -170,66 +118,15 @@ def node_table(cls: type, prefix: str, composed: dict | None, note_key: str, yam
             continue  # a nested node has its own table
         default = composed[field.name] if composed and field.name in composed else _default_of(field)
         meaning = extra.get(field.name) or comments.get(field.name) or (yaml_notes or {}).get(field.name) or ""
-        rows.append(f"| `{prefix}{field.name}` | {_value(default)} | {type_name(kind)} | {_cell(meaning)} |")
+        rows.append(f"| `{prefix}{field.name}` | {fmt_value(default)} | {type_name(kind)} | {fmt_cell(meaning)} |")
     return "\n".join(rows) if len(rows) > 2 else "No keys of its own."
-
-
-def _options(group: str) -> list[Path]:
-    return sorted((CONF / group).glob("*.yaml"))
-
-
-def groups_table() -> str:
-    rows = ["| group | default | options |", "|---|---|---|"]
-    defaults = {next(iter(d)): d[next(iter(d))] for d in yaml.safe_load((CONF / "config.yaml").read_text())["defaults"]
-                if isinstance(d, dict)}
-    for group in GROUPS:
-        options = ", ".join(f"`{p.stem}`" for p in _options(group))
-        if group == "hydra/launcher":
-            options = "`basic`, `joblib`, `submitit_local` (Hydra's plugins), " + options
-        default = defaults.get(group, "basic")
-        rows.append(f"| `{group}` | {f'`{default}`' if default else 'none'} | {options} |")
-    return "\n".join(rows)
-
-
-def options_table(group: str, extra: typing.Callable[[dict], str] | None = None, extra_title: str = "") -> str:
-    head = "| option | what |" + (f" {extra_title} |" if extra else "")
-    rows = [head, "|---|---|" + ("---|" if extra else "")]
-    for path in _options(group):
-        cells = f"| `{path.stem}` | {_cell(header(path))} |"
-        if extra:
-            cells += f" {extra(yaml.safe_load(path.read_text()) or {})} |"
-        rows.append(cells)
-    return "\n".join(rows)
-
-
-@functools.cache
-def composed_with(override: str) -> dict:
-    config.register()
-    with initialize_config_dir(str(CONF), version_base="1.3"):
-        return OmegaConf.to_container(compose("config", overrides=[override]), resolve=False)
-
-
-def presets_table() -> str:
-    rows = ["| preset | what | source | kind | tasks |", "|---|---|---|---|---|"]
-    for path in _options("dataset"):
-        d = composed_with(f"dataset={path.stem}")["dataset"]
-        tasks = d["tasks"] if d.get("tasks") is not None else d.get("num_tasks")
-        rows.append(f"| `{path.stem}` | {_cell(header(path))} | `{d['source']}` | `{d['kind']}` | {_value(tasks)} |")
-    return "\n".join(rows)
-
-
-def _strategy_parts(values: dict) -> str:
-    node = values.get("strategy", values)
-    plugins = node.get("plugins", [])
-    return (", ".join(f"[`{p}`](#{p})" for p in plugins) or "none") + (
-        f"; schedule `{node['schedule']}`" if node.get("schedule") else "")
 
 
 def config_reference() -> str:
     composed = default_config()
     top = yaml_comments(CONF / "config.yaml")
     schema = config.schema()
-    out = ["## Config groups", "", "`group=option` selects `conf/<group>/<option>.yaml`.", "", groups_table(), ""]
+    out = ["## Config groups", "", "`group=option` selects `conf/<group>/<option>.yaml`.", "", gen_groups.groups_table(), ""]
     nodes = [f for f in dataclasses.fields(schema) if isinstance(f.type, type) and issubclass(f.type, config.Node)]
     scalars = [f for f in dataclasses.fields(schema) if f not in nodes]
     out += ["## Top-level keys", "", _scalars_table(scalars, composed, top), ""]
@@ -243,7 +140,7 @@ def _scalars_table(fields: list, composed: dict, comments: dict) -> str:
     rows = ["| key | default | type | meaning |", "|---|---|---|---|"]
     for field in fields:
         meaning = extra.get(field.name) or comments.get(field.name, "")
-        rows.append(f"| `{field.name}` | {_value(composed.get(field.name))} | {type_name(field.type)} | {_cell(meaning)} |")
+        rows.append(f"| `{field.name}` | {fmt_value(composed.get(field.name))} | {type_name(field.type)} | {fmt_cell(meaning)} |")
     return "\n".join(rows)
 
 
@@ -269,38 +166,13 @@ def _node_section(name: str, cls: type, composed: dict) -> list[str]:
         out += ["Presets (`dataset=`), each setting the keys below:", "", presets_table(), ""]
     if name == "strategy":
         out += ["Strategies (`strategy=`): the plugins each is made of; each plugin's keys are under its own "
-                "node below.", "", options_table("strategy", _strategy_parts, "plugins"), ""]
+                "node below.", "", options_table("strategy", strategy_parts, "plugins"), ""]
     if name in PLUGINS:
         out += [f"Used by the strategies whose `strategy.plugins` list `{name}`.", ""]
     default_yaml = CONF / name / f"{composed.get(name, {}).get('name', '')}.yaml"
     out += [node_table(cls, f"{name}.", composed.get(name), name,
                        yaml_comments(default_yaml) if default_yaml.is_file() else None), ""]
     return out
-
-
-def experiments() -> str:
-    return options_table("experiment")
-
-
-def launchers() -> str:
-    out = []
-    for path in _options("hydra/launcher"):
-        comments = yaml_comments(path)
-        values = yaml.safe_load(path.read_text())
-        rows = ["| key | default | meaning |", "|---|---|---|"]
-        for key, value in _flat(values):
-            if key != "defaults":
-                rows.append(f"| `hydra.launcher.{key}` | {_value(value)} | {_cell(comments.get(key, ''))} |")
-        out += [f"### `hydra/launcher={path.stem}`", "", header(path), "", "\n".join(rows), ""]
-    return "\n".join(out)
-
-
-def _flat(values: dict, prefix: str = ""):
-    for key, value in values.items():
-        if isinstance(value, dict) and value:
-            yield from _flat(value, f"{prefix}{key}.")
-        else:
-            yield f"{prefix}{key}", value
 
 
 def stale_notes() -> list[str]:
@@ -324,4 +196,4 @@ def stale_notes() -> list[str]:
     return stale
 
 
-GENERATORS = {"config-reference": config_reference, "experiments": experiments, "launchers": launchers}
+GENERATORS = {"config-reference": config_reference}

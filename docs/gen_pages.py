@@ -27,10 +27,12 @@ REPO = DOCS.parent
 sys.path.insert(0, str(DOCS))  # the generators beside this file, however it is started
 
 import gen_config  # noqa: E402
+import gen_groups  # noqa: E402
 import gen_tables  # noqa: E402
 
 GENERATORS: dict[str, Callable[[], str]] = {
     **gen_config.GENERATORS,
+    **gen_groups.GENERATORS,
     **gen_tables.GENERATORS,
 }
 PART = re.compile(r"(<!-- generated: ([\w-]+) -->\n)(.*?)(<!-- end: \2 -->)", re.S)

@@ -219,3 +219,16 @@ def test_site_builds_strict(tmp_path):
     built = tmp_path / "site"
     assert (built / "reference" / "config" / "index.html").is_file() and (built / "assets" / "curves.png").is_file()
     assert "ewc.alpha" in (built / "reference" / "config" / "index.html").read_text()
+
+
+def test_every_make_target_named_in_the_docs_exists():
+    makefile = (REPO / "Makefile").read_text()
+    targets = set(re.findall(r"^([a-z][\w-]*):", makefile, re.M))
+    targets |= {f"exp-{e}" for e in re.search(r"^EXPERIMENTS = (.*)$", makefile, re.M).group(1).split()} | {"exp-NAME"}
+    named = {(str(page.relative_to(REPO)), target) for page in gen_pages.pages()
+             for target in re.findall(r"`make ([a-z][\w-]*)", page.read_text())}
+    named |= {(str(page.relative_to(REPO)), target) for page in gen_pages.pages()
+              for target in re.findall(r"^make ([a-z][\w-]*)", page.read_text(), re.M)}
+    assert len(named) > 20
+    named = {(page, t) for page, t in named if not t.endswith("-")}  # `make sweep-*`: a pattern
+    assert sorted((page, t) for page, t in named if t not in targets) == []
