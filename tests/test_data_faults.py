@@ -477,3 +477,51 @@ def test_a_dangling_symlink_in_the_data_folder(cached):
     again = sources.load("mnist", folder, download=False, verify=False)
     assert np.array_equal(again.train_x, expected.train_x)
     assert "README" in _manifest(folder)[1]["inputs"]  # the link itself is what the cache was built with
+
+
+# --- a validation share that leaves a task empty ---------------------------------------------------
+
+
+@pytest.mark.parametrize("share, split", [(0.001, "validation"), (0.999, "training")])
+def test_a_val_share_leaving_a_task_empty_is_a_config_error(share, split, tiny_mnist, tmp_path):
+    import cl_runner.run as run_module
+    from cl_runner.errors import ConfigError
+
+    cfg = compose_cfg([f"data.root={tiny_mnist}", "data.verify=false", "device=cpu", "train.progress=false",
+                       f"dataset.val_share={share}"])
+    with pytest.raises(ConfigError, match=rf"^invalid config: dataset.val_share={share}: leaves task \d \([0-9-]+\) no "
+                                          rf"{split} examples \(of its \d+\)"):
+        run_module.run(cfg, tmp_path / "run")
+    assert not (tmp_path / "run" / "summary.json").exists() and not (tmp_path / "run" / "metrics.csv").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["test lacks a task's classes", "every label 0", "uint64 label 2^64-1", "zero-width NHW",
+                                  "a member that is not .npy", "header declaring 10^12 elements", "deflate64",
+                                  "object dtype"])
+def test_cl_run_npz_faults_exit_3_with_one_line(kind, tmp_path):
+    expected = npz_fault(kind, tmp_path / "bad.npz")
+    result = _cl_run(tmp_path, "dataset=npz", f"dataset.path={tmp_path / 'bad.npz'}", "train.epochs=1")
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 3 and len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert expected in lines[0], lines[0]
+    assert not (tmp_path / "run" / "summary.json").exists() and not (tmp_path / "run" / "metrics.csv").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("share", ["0.00001", "0.99999"])
+def test_cl_run_val_share_leaving_a_task_empty_exits_2(share, tmp_path, mnist_root):
+    result = _cl_run(tmp_path, f"data.root={mnist_root}", f"dataset.val_share={share}", "train.epochs=1")
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 2 and len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert f"invalid config: dataset.val_share={float(share)!r}: leaves task" in lines[0], lines[0]
+    assert not (tmp_path / "run" / "summary.json").exists() and not (tmp_path / "run" / "metrics.csv").exists()
+
+
+@pytest.mark.slow
+def test_cl_run_with_a_dangling_symlink_in_the_data_folder(tmp_path):
+    write_idx_folder(tmp_path / "mnist")
+    (tmp_path / "mnist" / "README").symlink_to(tmp_path / "nowhere")
+    result = _cl_run(tmp_path, f"data.root={tmp_path / 'mnist'}", "data.verify=false", "train.iterations=2")
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["status"] == "completed"

@@ -149,3 +149,66 @@ def test_fuzz_real_command_line_sample(tmp_path):
         assert list(work.iterdir()) == [], (argv, list(work.iterdir()))
         tally[result.returncode] += 1
     print(f"\nfuzz (cl-run, seed {SEED + 1}): 12 command lines, exit codes {dict(tally)}")
+
+
+# --- huge counts: refused by their bound or their size, or run (never an allocation error) ----------
+
+COUNT_KEYS = {  # every integer key, with what makes it matter
+    "dataset.num_tasks": [], "model.width": [], "model.depth": [], "train.epochs": [], "train.iterations": [],
+    "train.batch_size": [], "train.eval_every": [], "train.eval_batch_size": [],
+    "agem.memory_size": ["strategy=agem"], "agem.per_class": ["strategy=agem"], "agem.batch_size": ["strategy=agem"],
+    "der.memory_size": ["strategy=der"], "der.batch_size": ["strategy=der"], "ewc.fisher_samples": ["strategy=ewc"],
+    "gdumb.memory_size": ["strategy=gdumb"], "gdumb.per_class": ["strategy=gdumb"],
+    "icarl.memory_size": ["strategy=icarl"], "icarl.per_class": ["strategy=icarl"],
+    "replay.per_class": ["strategy=replay"], "replay.memory_size": ["strategy=replay", "replay.policy=reservoir"],
+    "replay.batch_size": ["strategy=replay", "replay.mix=batch"],
+}
+HUGE = [2**31 - 1, 2**31, 2**63 - 1, 2**63, 10**30]  # model.width=10**8 and such: tests/test_size_limits.py
+
+
+@pytest.mark.slow
+def test_fuzz_huge_counts_end_in_one_line_or_run(tiny_mnist, tmp_path):
+    """Every integer key at every huge value: refused in one line (its bound, exit 2; its size,
+    exit 2) or a run that ends (each is cut to 2 iterations; train.iterations itself is only
+    prechecked: 2^31 - 1 of them is a long run, not an error), in this process under an address
+    space limit of 6 GiB more than it uses now, so any allocation of what no machine holds fails."""
+    import resource
+
+    import cl_runner.run as run_module
+
+    tally = collections.Counter()
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    for key, context in COUNT_KEYS.items():
+        for value in HUGE:
+            argv = [*context, f"{key}={value}", f"data.root={tiny_mnist}", "data.verify=false", "device=cpu",
+                    "train.progress=false"] + (["train.iterations=2"] if key != "train.iterations" else [])
+            err = config_error_of(argv)
+            if err is not None:
+                assert err.exit_code == EXIT_CONFIG and "\n" not in str(err) and key in str(err), (argv, str(err))
+                tally["refused by the precheck"] += 1
+                continue
+            if key == "train.iterations":
+                tally["accepted (a long run)"] += 1
+                continue
+            used = int(open("/proc/self/statm").read().split()[0]) * resource.getpagesize()
+            resource.setrlimit(resource.RLIMIT_AS, (used + 6 * 2**30, hard))
+            try:
+                run_module.run(compose_cfg(argv), tmp_path / f"{key}-{value}")
+                tally["ran to the end"] += 1
+            except UserError as err:  # the size check, or the data's
+                assert "\n" not in str(err) and err.exit_code in (EXIT_CONFIG, EXIT_DATA), (argv, str(err))
+                tally[f"refused by its size (exit {err.exit_code})"] += 1
+            finally:
+                resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+    print(f"\nhuge counts: {len(COUNT_KEYS) * len(HUGE)} command lines: {dict(tally)}")
+    assert sum(tally.values()) == len(COUNT_KEYS) * len(HUGE)
+    assert tally["refused by the precheck"] >= len(COUNT_KEYS) * 4  # every value above 2^31 - 1
+    assert tally["refused by its size (exit 2)"] >= 4  # model.width, model.depth, der and replay memories
+
+
+def config_error_of(argv: list[str]):
+    try:
+        precheck(argv)
+    except UserError as err:
+        return err
+    return None
