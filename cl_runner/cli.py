@@ -51,8 +51,7 @@ def main() -> None:
         code = (_say(f"cl-run: error: {launcher}", LaunchError.exit_code) if launcher else
                 _say(f"cl-run: error: {WriteError(err.filename or rundir.any_held() or '.', err)}", WriteError.exit_code))
     except KeyboardInterrupt as err:
-        code = _say(f"cl-run: interrupted ({interrupts.describe(err)}) before training started; nothing was kept",
-                    EXIT_INTERRUPTED)
+        code = _say(f"cl-run: interrupted ({interrupts.describe(err)}); {_kept_after(err)}", EXIT_INTERRUPTED)
     except SystemExit as exit_:
         code = exit_.code
     except Exception as err:  # noqa: BLE001 - only a cluster launcher's failure is handled here
@@ -92,6 +91,26 @@ def _exit(code) -> None:
 
 # The cluster launchers' packages, by the name of their top-level module.
 LAUNCHERS = {"submitit": "Slurm launcher (submitit)", "ray": "Ray launcher"}
+# A local launcher's own failures, by the module of their class only (where they are raised is
+# no sign: joblib raises a job's own exception again, and a job's bug must show as one):
+# loky's TerminatedWorkerError, a worker process killed (the others are ended with it).
+LOCAL_LAUNCHERS = {"joblib.externals.loky": "joblib launcher"}
+
+
+def _kept_after(err: BaseException) -> str:
+    """What the command's folder holds after `err` stopped it before its run or sweep could
+    say so: a sweep's jobs whose processes ended with it are recorded first (`sweep_jobs`)."""
+    from . import status, sweep_jobs
+
+    folder = rundir.any_held()
+    if folder is not None and rundir.held(folder).target.sweep:
+        with interrupts.ignored():
+            return sweep_jobs.kept(folder, sweep_jobs.settle(folder, err))
+    if folder is not None:  # a run's folder: nothing yet, or a resumed run's results
+        return status.kept(folder)
+    resumed = next((a.split("=", 1)[1] for a in sys.argv[1:] if a.startswith("resume=")), None)
+    return f"before the resume started; {rundir.absolute(resumed)} is as it was" if resumed else \
+        "before training started; nothing was kept"
 
 
 def _launcher_failure(err: BaseException) -> str | None:
@@ -105,11 +124,13 @@ def _launcher_failure(err: BaseException) -> str | None:
         raised_in = tb.tb_frame.f_globals.get("__name__", "") if tb is not None else ""
         # Its class (submitit's FailedJobError), or where it was raised (Ray's ConnectionError).
         launcher = LAUNCHERS.get(type(seen).__module__.split(".")[0]) or LAUNCHERS.get(raised_in.split(".")[0])
-        if launcher is not None:
+        local = next((name for module, name in LOCAL_LAUNCHERS.items() if type(seen).__module__.startswith(module)), None)
+        if launcher is not None or local is not None:
             first = next((line.strip() for line in str(seen).splitlines() if line.strip()), type(seen).__name__)
             kept = rundir.any_held()
             logs = f" (its job scripts and logs: {kept / '.submitit'})" if kept and (kept / ".submitit").is_dir() else ""
-            return f"the {launcher} could not run the sweep: {first}{logs}"
+            jobs = f"; {_kept_after(seen)}" if local is not None else ""
+            return f"the {launcher or local} could not run the sweep: {first}{logs}{jobs}"
         seen = seen.__cause__ or seen.__context__
     return None
 
@@ -118,7 +139,7 @@ def _launch(argv: list[str]) -> int:
     """Check the command line, claim its folder, run Hydra; the exit code."""
     if "--version" in argv:  # cl-runner's own, not Hydra's (which --version would print)
         return _say(_versions(), 0, sys.stdout)
-    with timing.phase("import"):
+    with timing.phase("import"), interrupts.deferred():  # a signal waits for the imports (numpy's, torch's)
         import hydra
 
         from . import config, hydra_app
@@ -137,6 +158,10 @@ def _launch(argv: list[str]) -> int:
     if not checked.multirun:  # one run: Hydra's run mode on the config composed once
         hydra_app.run(hydra_app.with_hydra_overrides(checked.composed, folder), hydra_main, checked.cmd)
         return 0
+    # The process that cleans up after joblib's workers (multiprocessing's resource tracker,
+    # started with this process's -W options) warns in three lines about the semaphores of
+    # workers a failed or interrupted sweep left; it cleans them, and the sweep's line says why.
+    sys.warnoptions.append("ignore:resource_tracker:UserWarning")
     hydra_app.multirun(checked.cmd, hydra_main, [*checked.extra, *folder])
     refused = _take_refusals(claimed)
     if not refused:
@@ -168,7 +193,6 @@ def _take_refusals(sweep: Path) -> list[str]:
     except OSError:
         return []
     return lines
-
 
 
 def _versions() -> str:
@@ -206,7 +230,7 @@ def hydra_main(cfg) -> float:
     from hydra.types import RunMode
 
     timing.new_job()
-    with timing.phase("import"):
+    with timing.phase("import"), interrupts.deferred():
         from .run import Diverged, run
 
     logging.raiseExceptions = False  # here too: a sweep's job may run in a process of its own

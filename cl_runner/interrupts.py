@@ -12,6 +12,7 @@ until the first one has been raised or `Hold.start()` is called; from then on th
 are kept in `Hold.signals` instead of raised, so that the code deciding how the block ended,
 and writing it down, runs whole -- there is no moment at which a second signal could cut it
 short, because the handler itself, not the code it interrupted, turns the holding on.
+`deferred()` holds them from the start of its block to its end, then raises the first.
 """
 
 from __future__ import annotations
@@ -95,3 +96,15 @@ def holding():
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+@contextmanager
+def deferred():
+    """SIGINT and SIGTERM wait until the block ends, then raise: for the imports of compiled
+    modules, which an interrupt raised inside their initialisation leaves broken (numpy then
+    says "cannot load module more than once per process", a traceback instead of exit 130)."""
+    with holding() as hold:
+        hold.start()
+        yield
+    if hold.signals:
+        raise interrupt(hold.signals[0])

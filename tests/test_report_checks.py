@@ -1,6 +1,8 @@
 """`cl-report` on damaged or contradictory runs: a metrics.csv cut short, with missing or
 unparseable fields, or duplicate rows, and a summary.json that disagrees with metrics.csv,
-make the run incomplete or inconsistent: listed with the reason, never averaged in.
+make the run incomplete or inconsistent: listed with the reason, never averaged in; so does
+a summary.json whose fields have the wrong shape. A disk that fills up while the report is
+written: exit 5, one line, no file of the report half-written.
 """
 
 from __future__ import annotations
@@ -119,3 +121,88 @@ def test_a_run_whose_summary_disagrees_with_its_metrics_is_inconsistent(tmp_path
         assert table.loc[0, "n_seeds"] == 1 and table.loc[0, "n_failed"] == 1
         assert table.loc[0, "final_acc_task0_mean"] == pytest.approx(0.7)
         assert "| inconsistent |" in md.split("## Failed or incomplete runs", 1)[1]
+
+
+# --- a summary.json of the wrong shape; a disk that fills up while the report is written ----
+
+
+@pytest.mark.parametrize("change, reason", [
+    ({"tasks": 5}, "summary.json unreadable (its tasks are 5, not a list of task names)"),
+    ({"status": "failed", "error": {"why": "a dict"}}, '{"why": "a dict"}'),
+])
+def test_a_summary_of_the_wrong_shape_is_listed_not_a_traceback(change, reason, tmp_path):
+    write_run(tmp_path / "runs" / "good")
+    write_run(tmp_path / "runs" / "odd", summary=change)
+    table, runs, md, html = make_report(tmp_path)
+    assert runs.loc["good", "status"] == "completed" and reason in runs.loc["odd", "problem"]
+    assert int(table["n_seeds"].iloc[0]) == 1  # the odd run is not averaged in
+    assert reason.replace('"', "&quot;") in html or reason in html
+
+
+def _runs_for_a_full_report(tmp_path):
+    for seed in (0, 1):  # two seeds of two settings: the figures are drawn too
+        write_run(tmp_path / "runs" / f"a{seed}", seed=seed, share=0.1)
+        write_run(tmp_path / "runs" / f"b{seed}", seed=seed, share=0.5)
+
+
+@pytest.mark.parametrize("failing", ["report.html", "report.md", "report.csv", "val_curves.png"])
+def test_a_full_disk_leaves_no_half_written_report_file(failing, tmp_path, monkeypatch, capsys):
+    """Each write stops half way with ENOSPC: exit 5, one line, and every file of the earlier
+    report is as it was or replaced whole; no temporary file."""
+    import errno
+    from pathlib import Path
+
+    import matplotlib.figure
+
+    from cl_runner.report import cli
+
+    _runs_for_a_full_report(tmp_path)
+    out = tmp_path / "runs"
+    cli.main([str(out)])
+    capsys.readouterr()
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    assert {"report.html", "report.md", "report.csv", "val_curves.png"} <= set(before)
+
+    def half_then_full(path, data: bytes):
+        Path(path).write_bytes(data[: len(data) // 2])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    real_write_text, real_savefig = Path.write_text, matplotlib.figure.Figure.savefig
+
+    def write_text(self, text, *args, **kwargs):
+        if self.name.endswith(Path(failing).suffix) and failing.split(".")[0] in self.name:
+            half_then_full(self, text.encode())
+        return real_write_text(self, text, *args, **kwargs)
+
+    def savefig(self, path, *args, **kwargs):
+        if failing.split(".")[0] in Path(path).name:
+            real_savefig(self, path, *args, **kwargs)
+            half_then_full(path, Path(path).read_bytes())
+        return real_savefig(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", write_text)
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", savefig)
+    import pandas as pd
+
+    real_to_csv = pd.DataFrame.to_csv
+
+    def to_csv(self, path=None, *args, **kwargs):
+        if failing == "report.csv" and path is not None and "report" in Path(path).name:
+            half_then_full(path, real_to_csv(self, None, *args, **kwargs).encode())
+        return real_to_csv(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", to_csv)
+    with pytest.raises(SystemExit) as exit_:
+        cli.main([str(out)])
+    assert exit_.value.code == cli.EXIT_WRITE == 5
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("cl-report: error: the report could not be written: "), lines
+    assert failing.split(".")[0] in lines[0] and "No space left on device" in lines[0]
+    now = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    assert not [name for name in now if ".tmp" in name]
+    for name, data in now.items():  # whole: the earlier file, or a complete new one
+        if name.endswith(".png"):
+            assert data.startswith(b"\x89PNG") and data.endswith(b"IEND\xaeB`\x82"), name
+        elif name in before:
+            assert data == before[name] or name != failing, name
+    assert now[failing] == before[failing] if failing in now else True

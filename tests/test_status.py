@@ -251,3 +251,293 @@ def test_a_signal_around_the_last_checkpoint_and_the_final_outputs(tiny_mnist, t
         set(range(record - 3, calls.count + 1))
     found = _attack(tiny_mnist, tmp_path, moments, expected)
     assert found["interrupted"] and found["completed"] and set(found) <= {"interrupted", "completed"}, found
+
+
+# --- the decision itself ----------------------------------------------------------------------
+
+
+def _recorded(tmp_path: Path, body, close=lambda s: None, tell=lambda s: None) -> dict:
+    return status.recorded(tmp_path, {"status": "running", "tasks": ["a"]}, body, close, tell)
+
+
+def _status(folder: Path) -> dict:
+    return json.loads((folder / "summary.json").read_text())
+
+
+def test_every_way_out_of_a_run_is_recorded(tmp_path):
+    from cl_runner.run import Diverged
+
+    assert _recorded(tmp_path, lambda: None)["status"] == "completed" and _status(tmp_path)["status"] == "completed"
+    for raised, expected in ((KeyboardInterrupt(), ("interrupted", "interrupted (KeyboardInterrupt)")),
+                             (interrupts.Interrupted("SIGTERM"), ("interrupted", "interrupted (SIGTERM)")),
+                             (Diverged("loss not finite"), ("failed", "Diverged: loss not finite")),
+                             (WriteError(tmp_path / "x", OSError(28, "No space left on device")),
+                              ("failed", f"WriteError: results could not be written: {tmp_path / 'x'}: No space left on device")),
+                             (ZeroDivisionError("a bug"), ("failed", "ZeroDivisionError: a bug"))):
+        def body(raised=raised):
+            assert _status(tmp_path)["status"] == "running"  # written first
+            raise raised
+        told = []
+        with pytest.raises(type(raised)):
+            _recorded(tmp_path, body, tell=told.append)
+        assert (_status(tmp_path)["status"], _status(tmp_path)["error"]) == expected
+        assert told and told[0]["status"] == expected[0]  # the trackers hear the same
+
+
+def test_a_second_signal_never_cuts_the_record_short(tmp_path):
+    def close(summary):  # Ctrl-C twice more while the first is being recorded
+        for _ in range(2):
+            os.kill(os.getpid(), signal.SIGINT)
+        summary["closed"] = True
+
+    def body():
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    with pytest.raises(interrupts.Interrupted):
+        _recorded(tmp_path, body, close=close)
+    assert _status(tmp_path)["status"] == "interrupted" and _status(tmp_path)["closed"] is True
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handlers as they were
+
+
+def test_a_signal_while_a_completed_run_is_recorded_comes_after_the_record(tmp_path):
+    told = []
+    with pytest.raises(KeyboardInterrupt):
+        _recorded(tmp_path, lambda: None, close=lambda s: os.kill(os.getpid(), signal.SIGINT), tell=told.append)
+    assert _status(tmp_path)["status"] == "completed" and told  # the run was done; the command is interrupted
+
+
+def test_a_full_disk_gets_the_status_in_place(tmp_path, monkeypatch):
+    from cl_runner import records
+
+    real = records.replaced
+
+    def body():
+        monkeypatch.setattr(records.os, "replace", lambda *a: (_ for _ in ()).throw(OSError(28, "No space left")))
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _recorded(tmp_path, body)
+    assert records.replaced is real and _status(tmp_path)["status"] == "interrupted"
+    assert not _temporary(tmp_path)
+
+
+def test_a_run_whose_first_record_cannot_be_written_raises_its_error(tmp_path, monkeypatch):
+    from cl_runner import records
+
+    monkeypatch.setattr(records.os, "replace", lambda *a: (_ for _ in ()).throw(OSError(28, "No space left")))
+    with pytest.raises(WriteError, match="No space left"):
+        _recorded(tmp_path, lambda: None)
+    assert not (tmp_path / "summary.json").exists() and not _temporary(tmp_path)
+
+
+def test_holding_keeps_later_signals_and_leaves_an_ignored_one_ignored():
+    with interrupts.holding() as hold:
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+            for _ in range(1000):  # the handler runs between bytecodes
+                pass
+        os.kill(os.getpid(), signal.SIGTERM)  # held: the first one's handling is under way
+        for _ in range(1000):
+            pass
+        assert hold.signals == [signal.SIGTERM]
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with interrupts.holding():
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def test_untrained_tells_a_folder_with_no_finished_epoch(tmp_path):
+    folder = tmp_path / "run"
+    folder.mkdir()
+    assert not status.untrained(folder)  # no summary.json: not a run's folder
+    (folder / "summary.json").write_text('{"status": "running"}')
+    (folder / "train_log.csv").write_text("train_task,epoch,global_epoch,loss,ce,seconds\n")
+    assert status.untrained(folder)
+    (folder / "train_log.csv").write_text("train_task,epoch,global_epoch,loss,ce,seconds\n0,1,1,0.5,0.5,0.1\n")
+    assert not status.untrained(folder)
+    (folder / "train_log.csv").unlink()
+    assert status.untrained(folder)
+    (folder / "checkpoint.pt").write_bytes(b"")
+    assert not status.untrained(folder)
+    (folder / "checkpoint.pt").unlink()
+    (folder / "summary.json").write_text('{"status": "completed"}')
+    assert not status.untrained(folder)
+
+
+# --- through the command line, on real MNIST ------------------------------------------------------
+
+CLI_RUN = ["dataset.tasks=[[0,1],[2,3]]", "train.epochs=1", "model=mlp64", "strategy=ewc_replay", "ewc.alpha=100",
+           "device=cpu", "train.progress=false", "data.download=false"]
+
+
+def _signal_at(args: list[str], out: Path, anchor, delay: float, sig: int):
+    """cl-run `args`, sent `sig` `delay` seconds after `anchor(proc)` first holds; its result."""
+    import time
+
+    from .test_faults import finish, start, wait_for
+
+    proc = start(args)
+    wait_for(proc, lambda: anchor(proc), "the moment's anchor")
+    time.sleep(delay)
+    if proc.poll() is None:
+        proc.send_signal(sig)
+    return finish(proc)
+
+
+def _check_cli(result, out: Path, sig: int, reference: Path) -> str:
+    """One line, exit 130 (0 if the run ended first), and a status that says what happened."""
+    from .test_robustness import one_line
+
+    COUNTS["faults tried"] += 1
+    if result.returncode == 0:  # the signal came after the run had ended
+        assert _status(out)["status"] == "completed"
+        COUNTS["statuses checked"] += 1
+        return "completed"
+    assert result.returncode == 130, result.stderr
+    resuming = [line for line in result.stderr.splitlines() if line.startswith("cl-run: resuming ")]
+    line = one_line("\n".join(line for line in result.stderr.splitlines() if line not in resuming))
+    assert len(resuming) <= 1
+    name = "SIGTERM" if sig == signal.SIGTERM else "KeyboardInterrupt"
+    assert line.startswith(f"cl-run: interrupted ({name})"), line
+    if not out.exists():
+        assert "nothing was kept" in line, line
+        return ""
+    found = check_true_status(out, name, earlier="interrupted (KeyboardInterrupt)")
+    assert found, "a run folder left without summary.json"
+    if (out / "metrics.csv").exists():  # whole rows, those of an uninterrupted run
+        assert (reference / "metrics.csv").read_bytes().startswith((out / "metrics.csv").read_bytes())
+        COUNTS["survived with nothing lost"] += 1
+    if found == "completed":
+        assert "the run had completed" in line, line
+    elif status.untrained(out):
+        assert "no epoch had finished" in line and "a new run may use it" in line, line
+    else:  # (a resume interrupted before it claimed the folder left it as it was)
+        assert f"finished epochs kept in {out}" in line or f"before the resume started; {out} is as it was" in line, line
+    return found
+
+
+@pytest.fixture(scope="module")
+def cli_reference(mnist_root, tmp_path_factory) -> Path:
+    from .test_faults import run_cl
+
+    out = tmp_path_factory.mktemp("cli") / "reference"
+    result = run_cl([*CLI_RUN, f"data.root={mnist_root}", f"hydra.run.dir={out}"])
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+def _exists(path: Path):
+    return lambda proc: path.exists()
+
+
+def _sweep(cases, make_args, out_of, reference: Path, template: Path | None = None) -> Counter:
+    """Each (anchor, delay) case twice at a time, SIGINT and SIGTERM in turn; the statuses found."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(i_case):
+        i, (anchor, delay) = i_case
+        out = out_of(i)
+        if template is not None:
+            shutil.copytree(template, out)
+        sig = (signal.SIGINT, signal.SIGTERM)[i % 2]
+        return _check_cli(_signal_at(make_args(out), out, anchor(out), delay, sig), out, sig, reference)
+
+    with ThreadPoolExecutor(2) as pool:
+        return Counter(pool.map(one, enumerate(cases)))
+
+
+@pytest.mark.slow
+def test_signals_through_start_up_leave_a_true_status(mnist_root, tmp_path, cli_reference):
+    """SIGINT and SIGTERM at 17 moments: from the handler's first second to the first epoch."""
+    from .test_faults import handler_installed
+
+    handler = lambda out: lambda proc: handler_installed(proc.pid)()  # noqa: E731
+    summary = lambda out: _exists(out / "summary.json")  # noqa: E731
+    cases = [(handler, d) for d in (0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0)] + \
+        [(summary, d) for d in (0, 0.02, 0.05, 0.1, 0.2, 0.4, 0.7, 1.0, 1.5, 2.5)]
+    found = _sweep(cases, lambda out: [*CLI_RUN, f"data.root={mnist_root}", f"hydra.run.dir={out}"],
+                   lambda i: tmp_path / f"case-{i}" / "run", cli_reference)
+    assert found["interrupted"] >= 8, found  # the moments after summary.json was written
+    # A folder whose run was interrupted before its first epoch ended is taken over by the next run.
+    from .test_faults import run_cl
+
+    untrained = next(p.parent for p in sorted(tmp_path.glob("case-*/run/summary.json")) if status.untrained(p.parent))
+    result = run_cl([*CLI_RUN, f"data.root={mnist_root}", f"hydra.run.dir={untrained}"])
+    assert result.returncode == 0, result.stderr
+    assert (untrained / "metrics.csv").read_bytes() == (cli_reference / "metrics.csv").read_bytes()
+    COUNTS["survived with nothing lost"] += 1
+
+
+@pytest.fixture(scope="module")
+def cli_interrupted(mnist_root, tmp_path_factory) -> Path:
+    """A run interrupted between its tasks (its checkpoint after task 0)."""
+    from .test_faults import finish, start, wait_for
+
+    out = tmp_path_factory.mktemp("cli") / "interrupted"
+    proc = start([*CLI_RUN, "train.epochs=[1,30]", f"data.root={mnist_root}", f"hydra.run.dir={out}"])
+    wait_for(proc, lambda: (out / "checkpoint.pt").exists(), "checkpoint of task 0")
+    proc.send_signal(signal.SIGINT)
+    assert finish(proc).returncode == 130
+    return out
+
+
+@pytest.mark.slow
+def test_signals_through_a_resumes_start_up_leave_a_true_status(cli_interrupted, tmp_path, mnist_root):
+    """10 moments of `cl-run resume=FOLDER`'s first seconds: an interrupted run stays interrupted."""
+    from .test_faults import handler_installed, run_cl
+
+    reference = tmp_path / "reference"  # the interrupted run's own settings, uninterrupted
+    assert run_cl([*CLI_RUN, "train.epochs=[1,30]", f"data.root={mnist_root}", f"hydra.run.dir={reference}"]).returncode == 0
+    handler = lambda out: lambda proc: handler_installed(proc.pid)()  # noqa: E731
+
+    def rewritten(out):  # the resume wrote its own summary.json: status running
+        return lambda proc: '"running"' in (out / "summary.json").read_text()
+
+    cases = [(handler, d) for d in (0.5, 1.5, 2.5, 3.5)] + [(rewritten, d) for d in (0, 0.05, 0.2, 0.5, 1.0, 2.0)]
+    found = _sweep(cases, lambda out: [f"resume={out}"], lambda i: tmp_path / f"case-{i}", reference,
+                   template=cli_interrupted)
+    assert set(found) <= {"interrupted", "completed"} and found["interrupted"], found
+    done = tmp_path / "case-9"  # and what was interrupted still resumes to the uninterrupted numbers
+    if found["interrupted"]:
+        result = run_cl([f"resume={done}"]) if _status(done)["status"] != "completed" else None
+        assert result is None or result.returncode == 0, result.stderr
+        assert (done / "metrics.csv").read_bytes() == (reference / "metrics.csv").read_bytes()
+
+
+@pytest.mark.slow
+def test_signals_around_the_final_checkpoint_leave_a_true_status(mnist_root, tmp_path, cli_reference):
+    """9 moments from the last epoch's rows, through the last checkpoint, to the end."""
+    def last_epoch(out):
+        log = out / "train_log.csv"
+        return lambda proc: log.exists() and any(line.startswith("1,") for line in log.read_text().splitlines())
+
+    cases = [(last_epoch, d) for d in (0, 0.01, 0.03, 0.06, 0.1, 0.15, 0.25, 0.4, 0.6)]
+    found = _sweep(cases, lambda out: [*CLI_RUN, f"data.root={mnist_root}", f"hydra.run.dir={out}"],
+                   lambda i: tmp_path / f"case-{i}" / "run", cli_reference)
+    assert set(found) <= {"interrupted", "completed"}, found
+
+
+@pytest.mark.slow
+def test_sigkill_before_the_first_epoch_ends_leaves_a_folder_the_next_run_uses(mnist_root, tmp_path, cli_reference):
+    from .test_faults import finish, run_cl, start, wait_for
+
+    out = tmp_path / "run"
+    proc = start([*CLI_RUN, f"data.root={mnist_root}", f"hydra.run.dir={out}"])
+    wait_for(proc, lambda: (out / "summary.json").exists(), "summary.json")
+    proc.kill()
+    finish(proc)
+    COUNTS["faults tried"] += 1
+    assert _status(out)["status"] == "running" and status.untrained(out)  # nothing records a SIGKILL
+    result = run_cl([*CLI_RUN, f"data.root={mnist_root}", f"hydra.run.dir={out}"])
+    assert result.returncode == 0, result.stderr  # no epoch had finished: nothing to protect
+    assert (out / "metrics.csv").read_bytes() == (cli_reference / "metrics.csv").read_bytes()
+    COUNTS["survived with nothing lost"] += 1
+    COUNTS["statuses checked"] += 2
+
+
+def test_zz_counts(capsys):
+    """What this file tried (shown with -s; adds up only when the slow tests ran)."""
+    with capsys.disabled():
+        print(f"\ntest_status: {dict(COUNTS)}")

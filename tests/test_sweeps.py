@@ -151,3 +151,70 @@ def test_make_sweep_replay_on_mnist_more_replay_keeps_more_of_task_0(mnist_root,
     assert list(table["n_seeds"]) == [2, 2]
     assert table.loc[0.5, "final_acc_task0_mean"] > table.loc[0.01, "final_acc_task0_mean"] + 0.3
     assert (folder / "final_acc_vs_replay.share.png").is_file() and (folder / "val_curves.png").is_file()
+
+
+# --- a joblib sweep stopped early: one line, a documented code, no job left "running" ---------
+
+
+def _joblib_sweep_stopped(tiny_mnist, tmp_path, stop):
+    """A two-job joblib sweep stopped by `stop(proc, sweep)` once both jobs have logged epochs."""
+    import signal
+    import time
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # SIGINT reaches the child (see conftest)
+    sweep = tmp_path / "sweep"
+    proc = subprocess.Popen([sys.executable, "-m", "cl_runner.cli", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+                             "seed=0,1", "data.verify=false", f"data.root={tiny_mnist}", "train.epochs=2000",
+                             "train.progress=false", "device=cpu", f"hydra.sweep.dir={sweep}"],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def epochs(job: str) -> int:
+        log = sweep / job / "train_log.csv"
+        return len(log.read_text().splitlines()) - 1 if log.exists() else 0
+
+    try:
+        deadline = time.monotonic() + 240
+        while epochs("0") < 3 or epochs("1") < 3:
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1][-2000:]
+            time.sleep(0.2)
+        stop(proc, sweep)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    statuses = {job: json.loads((sweep / job / "summary.json").read_text()) for job in ("0", "1")}
+    return proc.returncode, err, sweep, statuses
+
+
+@pytest.mark.slow
+def test_a_killed_joblib_worker_fails_the_sweep_in_one_line(tiny_mnist, tmp_path):
+    import os
+    import signal
+
+    def kill_job_0(proc, sweep):
+        os.kill(int((sweep / "0" / ".cl-run.lock").read_text()), signal.SIGKILL)
+
+    code, err, sweep, statuses = _joblib_sweep_stopped(tiny_mnist, tmp_path, kill_job_0)
+    assert code == 6, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert lines[0].startswith("cl-run: error: the joblib launcher could not run the sweep: A worker process managed "
+                               "by the executor was unexpectedly terminated"), lines[0]
+    assert f"finished epochs kept in 2 job folder(s) of {sweep} (0, 1)" in lines[0]
+    for job, summary in statuses.items():  # the killed job, and the one the launcher ended with it
+        assert summary["status"] == "failed", (job, summary)
+        assert "the sweep's launcher failed; this job's process ended with it" in summary["error"]
+        assert not (sweep / job / ".cl-run.lock").exists()
+
+
+@pytest.mark.slow
+def test_ctrl_c_to_a_joblib_sweep_marks_its_jobs_interrupted(tiny_mnist, tmp_path):
+    import signal
+
+    code, err, sweep, statuses = _joblib_sweep_stopped(tiny_mnist, tmp_path, lambda proc, _: proc.send_signal(signal.SIGINT))
+    assert code == 130, err
+    assert err.strip().splitlines() == [f"cl-run: interrupted (KeyboardInterrupt); finished epochs kept in 2 job folder(s) "
+                                        f"of {sweep} (0, 1)"]
+    for job, summary in statuses.items():
+        assert summary["status"] == "interrupted", (job, summary)

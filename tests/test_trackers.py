@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -367,3 +368,99 @@ def test_sigterm_while_trackers_log_ends_the_run_as_interrupted(tiny_mnist, tmp_
     assert "failed" not in (out / "cl-run.log").read_text()  # no tracker was switched off by it
     assert mlflow_runs(_store(out))[0].info.status == "KILLED"
     assert wandb_run(next((out / "wandb").glob("offline-run-*")))["exit"] == 255
+
+
+# --- a tracker's store failing under the run: one line, quickly ----------------------------------
+
+
+def _tracker_warnings(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and r.name.startswith("cl_runner")
+            and "logger=" in r.getMessage()]
+
+
+def test_tensorboard_writer_thread_failing_is_one_warning_line(tiny_mnist, runs, monkeypatch, caplog, capfd):
+    """A full disk or a folder made read-only under TensorBoard's writer thread: the thread's
+    error is said once, by the run, and no thread traceback is printed."""
+    import errno
+
+    from tensorboard.summary.writer.record_writer import RecordWriter
+
+    real, writes = RecordWriter.write, []
+
+    def write(self, data):
+        writes.append(1)
+        if len(writes) > 20:  # in the writer's thread, some epochs in
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(self, data)
+
+    monkeypatch.setattr(RecordWriter, "write", write)
+    printed = []  # what Python's thread hook (which prints the traceback) is handed
+    monkeypatch.setattr(threading, "excepthook", printed.append)
+    summary = _run(tiny_mnist, runs / "tensorboard-full", "logger=tensorboard")
+    assert summary["status"] == "completed" and len(writes) > 20
+    (warning,) = _tracker_warnings(caplog)
+    assert warning.startswith("logger=tensorboard failed (OSError: [Errno 28] No space left on device)"), warning
+    assert printed == []
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "Exception in thread" not in err, err
+
+
+def test_mlflow_store_failing_mid_run_is_one_warning_line(tiny_mnist, runs, monkeypatch, caplog, capfd):
+    """The SQLite store full (or made read-only) mid-run: MLflow's own ~90-line log of the
+    database error is not printed; the run says it in one line and goes on."""
+    import sqlite3
+
+    from sqlalchemy.engine.default import DefaultDialect
+
+    from cl_runner.trackers.mlflow import MLflowTracker
+
+    logged, real_log = [], MLflowTracker.log
+    real_many, real_one = DefaultDialect.do_executemany, DefaultDialect.do_execute
+
+    def full(real):
+        def execute(self, cursor, statement, *args, **kwargs):
+            if len(logged) >= 3 and statement.lstrip().upper().startswith(("INSERT", "UPDATE")):
+                raise sqlite3.OperationalError("database or disk is full")
+            return real(self, cursor, statement, *args, **kwargs)
+        return execute
+
+    monkeypatch.setattr(MLflowTracker, "log", lambda self, *a: logged.append(1) or real_log(self, *a))
+    monkeypatch.setattr(DefaultDialect, "do_executemany", full(real_many))
+    monkeypatch.setattr(DefaultDialect, "do_execute", full(real_one))
+    summary = _run(tiny_mnist, runs / "mlflow-full", "logger=mlflow")
+    assert summary["status"] == "completed"
+    (warning,) = _tracker_warnings(caplog)
+    assert warning.startswith("logger=mlflow failed (") and "database or disk is full" in warning, warning
+    assert not [r for r in caplog.records if r.name.startswith("mlflow") and r.levelno >= 40]  # no ERROR + traceback
+    err = capfd.readouterr().err
+    assert "SQLAlchemy database error" not in err and "Traceback" not in err, err[:2000]
+
+
+def test_an_mlflow_store_that_cannot_be_written_is_refused_at_once(tiny_mnist, tmp_path, monkeypatch):
+    import time
+
+    from cl_runner.trackers import TrackerError
+
+    (tmp_path / "a-file").write_text("a file where the store's folder would be")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'a-file' / 'mlflow.db'}")
+    started = time.monotonic()
+    with pytest.raises(TrackerError, match=r"logger=mlflow could not start: OSError: the store .*a-file/mlflow.db "
+                                           r"cannot be written"):
+        _run(tiny_mnist, tmp_path / "run", "logger=mlflow")
+    read_only = tmp_path / "read-only" / "mlflow.db"  # a store MLflow could read but not write
+    read_only.parent.mkdir()
+    import sqlite3
+
+    sqlite3.connect(read_only).execute("CREATE TABLE t (x)").connection.commit()
+    made = subprocess.run(["chattr", "+i", str(read_only)], capture_output=True).returncode == 0
+    if not made and os.geteuid() != 0:
+        read_only.chmod(0o444)
+        made = True
+    try:
+        if made:
+            monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{read_only}")
+            with pytest.raises(TrackerError, match="cannot be written .*readonly database"):
+                _run(tiny_mnist, tmp_path / "run2", "logger=mlflow")
+    finally:
+        subprocess.run(["chattr", "-i", str(read_only)], capture_output=True)
+    assert time.monotonic() - started < 60  # MLflow alone retries for about 100 s

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..records import replaced
 from . import html, markdown
 from .content import document, setting_label
 from .figures import plot_final_vs_key, plot_val_curves, worth_plotting
@@ -27,15 +28,20 @@ def report(paths: list[Path], out: Path) -> tuple[pd.DataFrame, list[Run]]:
     keys = swept_keys(runs)
     table = aggregate(runs, keys)
     out.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out / "report.csv", index=False)
-    runs_table(runs, keys).to_csv(out / "runs.csv", index=False)
+    # Every file written to a temporary name and renamed (records.replaced): a full disk or a
+    # folder made read-only raises WriteError and leaves no half-written file.
+    with replaced(out / "report.csv") as tmp:
+        table.to_csv(tmp, index=False)
+    with replaced(out / "runs.csv") as tmp:
+        runs_table(runs, keys).to_csv(tmp, index=False)
 
     tasks = task_names(runs)
     figures = _draw(table, runs, keys, tasks, out)
     notes = sweep_notes(paths, runs) + task_notes(runs) + unchanged_notes(runs, keys)
     blocks = document(table, runs, keys, tasks, paths, notes, figures)
-    (out / "report.md").write_text(markdown.render(blocks))
-    (out / "report.html").write_text(html.render(blocks, out))
+    for name, text in (("report.md", markdown.render(blocks)), ("report.html", html.render(blocks, out))):
+        with replaced(out / name) as tmp:
+            tmp.write_text(text)
     return table, runs
 
 

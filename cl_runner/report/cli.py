@@ -1,7 +1,9 @@
 """The `cl-report` command line: arguments, one-line errors and exit codes.
 
 Exit codes: 0 report written (even when some runs failed: they are in the report),
-2 a bad PATH or --out.
+2 a bad PATH or --out, 5 the report could not be written (a full disk, a folder made
+read-only: each file is written whole or not at all, so an earlier report's files stay as
+they were or are replaced whole).
 """
 
 from __future__ import annotations
@@ -11,10 +13,12 @@ import os
 import sys
 from pathlib import Path
 
+from ..errors import WriteError
 from .build import report
 from .runs import find_runs
 
 EXIT_BAD_PATH = 2
+EXIT_WRITE = 5
 
 
 class ReportError(Exception):
@@ -52,7 +56,10 @@ def main(argv: list[str] | None = None) -> None:
         out = args.out.resolve() if args.out else _default_out(paths)
         try:
             table, runs = report(paths, out)
-        except OSError as err:
+        except WriteError as err:
+            print(f"cl-report: error: the report could not be written: {err.path}: {err.reason}", file=sys.stderr)
+            sys.exit(EXIT_WRITE)
+        except OSError as err:  # --out not a folder, or one that cannot be made
             raise ReportError(f"cannot write the report into {out} ({err.strerror or err})") from None
     except ReportError as err:
         print(f"cl-report: error: {err}", file=sys.stderr)

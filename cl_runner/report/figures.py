@@ -24,6 +24,7 @@ from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullLoca
 
 from .content import run_label, show  # noqa: E402
 from .runs import Run  # noqa: E402
+from ..records import replaced  # noqa: E402
 
 PANEL = (4.6, 3.4)  # inches per plot
 PANELS_PER_ROW = 2
@@ -48,8 +49,12 @@ def _figure(num_panels: int, labels: list[str]):
 
 
 def _save(fig, path: Path) -> None:
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
+    """Drawn to a temporary file and renamed: a full disk never leaves half a PNG."""
+    try:
+        with replaced(path) as tmp:
+            fig.savefig(tmp, dpi=DPI)
+    finally:
+        plt.close(fig)
 
 
 def _wrap(label: str) -> str:

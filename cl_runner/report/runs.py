@@ -118,7 +118,7 @@ def load_run(path: Path) -> Run:
     try:
         summary = json.loads((path / "summary.json").read_text())
         run.status = str(summary.get("status", "unknown"))
-        run.tasks = [str(t) for t in summary.get("tasks") or []]
+        run.tasks = _task_names(summary.get("tasks"))
         unused = summary.get("unused_overrides")
         run.unused = unused if isinstance(unused, dict) else {}
     except FileNotFoundError:
@@ -128,13 +128,23 @@ def load_run(path: Path) -> Run:
         run.status, run.problem = "unreadable", f"summary.json unreadable ({err})"
         return run
     if run.status != "completed":
-        run.problem = summary.get("error") or f"status {run.status}"
+        error = summary.get("error")
+        run.problem = (error if isinstance(error, str) else json.dumps(error)[:300]) if error else f"status {run.status}"
         return run
     if not run.config:  # results without the settings they came from cannot be compared
         run.status, run.problem = "incomplete", "no config.yaml"
         return run
     _read_results(run, summary)
     return run
+
+
+def _task_names(tasks) -> list[str]:
+    """summary.json's task names; ValueError for anything else (`"tasks": 5`)."""
+    if tasks is None:
+        return []
+    if not isinstance(tasks, list) or not all(isinstance(t, (str, int)) and not isinstance(t, bool) for t in tasks):
+        raise ValueError(f"its tasks are {json.dumps(tasks)[:100]}, not a list of task names")
+    return [str(t) for t in tasks]
 
 
 def _read_results(run: Run, summary: dict) -> None:

@@ -54,11 +54,13 @@ class MLflowTracker(Tracker):
 
         for name in ("mlflow", "alembic"):  # their start-up chatter (creating the store's tables) is not ours
             logging.getLogger(name).setLevel(logging.WARNING)
+        _quiet_store_errors()
         store = run.folder.parent / STORE
         self.uri = run.saved.get("tracking_uri") or cfg.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") \
             or f"sqlite:///{store / 'mlflow.db'}"
         local = self.uri == f"sqlite:///{store / 'mlflow.db'}"
         with _locked(store if local else None):
+            _check_sqlite(self.uri)
             self.client = MlflowClient(self.uri)
             if run.saved.get("run_id"):
                 self.run_id = run.saved["run_id"]
@@ -100,6 +102,42 @@ class MLflowTracker(Tracker):
         for path in outcome.figures:
             self.client.log_artifact(self.run_id, str(path))
         self.client.set_terminated(self.run_id, status=_STATUS[outcome.status])
+
+
+class _RaisedAnyway(logging.Filter):
+    """MLflow's SQL store logs each database error with its traceback (about 90 lines), then
+    raises it; the raised one is what the run reports, in one line (`Trackers`)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.exc_info is None
+
+
+def _quiet_store_errors() -> None:
+    logger = logging.getLogger("mlflow.store.db.utils")
+    if not any(isinstance(f, _RaisedAnyway) for f in logger.filters):
+        logger.addFilter(_RaisedAnyway())
+
+
+def _check_sqlite(uri: str) -> None:
+    """A SQLite store that cannot be written is said at once: MLflow would retry opening it
+    for about 100 s (`create_sqlalchemy_engine_with_retry`), then fail. A store another job
+    holds locked is fine: it is written, and MLflow waits its turn."""
+    if not uri.startswith("sqlite:///") or uri == "sqlite:///:memory:":
+        return
+    import sqlite3
+
+    path = Path(uri[len("sqlite:///"):].split("?", 1)[0])
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.closing(sqlite3.connect(path, timeout=1)) as db:
+            db.execute("BEGIN IMMEDIATE")  # the write lock, then a write that is rolled back: nothing changes
+            db.execute(f"PRAGMA user_version = {int(db.execute('PRAGMA user_version').fetchone()[0])}")
+            db.rollback()
+    except sqlite3.OperationalError as err:
+        if "locked" not in str(err):
+            raise OSError(f"the store {path} cannot be written ({err})") from None
+    except OSError as err:
+        raise OSError(f"the store {path} cannot be written ({err.strerror or err})") from None
 
 
 @contextlib.contextmanager

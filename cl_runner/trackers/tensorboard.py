@@ -12,6 +12,7 @@ replace the interrupted ones instead of doubling them.
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import dataclass
 
 from .base import TrackerConfig, SUMMARY_TAGS, TRACKERS, Outcome, RunInfo, Tracker, flat_config, require
@@ -32,6 +33,7 @@ class TensorBoardTracker(Tracker):
         from torch.utils.tensorboard import SummaryWriter
 
         resumed = run.resumed_at is not None
+        _quiet_writer_threads()
         self.writer = SummaryWriter(log_dir=str(run.folder / FOLDER), purge_step=run.resumed_at + 1 if resumed else None)
         if not resumed:
             self._hyperparameters(run.config)
@@ -62,3 +64,31 @@ class TensorBoardTracker(Tracker):
         for path in outcome.figures:
             self.writer.add_image(f"figures/{path.stem}", matplotlib.image.imread(path), outcome.step, dataformats="HWC")
         self.writer.close()
+        failed = _writer_error(self.writer)  # close() does not ask its thread how the last writes went
+        if failed is not None:
+            raise failed
+
+
+def _writer_error(writer) -> BaseException | None:
+    """The error the writer's thread stopped with, if any (tensorboard's internals, looked up
+    defensively: an older or newer tensorboard without them is not checked)."""
+    async_writer = getattr(getattr(getattr(writer, "file_writer", None), "event_writer", None), "_async_writer", None)
+    return getattr(getattr(async_writer, "_worker", None), "exception", None)
+
+
+def _quiet_writer_threads() -> None:
+    """tensorboard's writer thread keeps the error it fails with (a full disk, a folder made
+    read-only) for the run's next call, which raises it and switches the tracker off in one
+    line (`Trackers`), then raises it again in the thread, which Python prints as a thread
+    traceback: not printed here, once it is kept."""
+    previous = threading.excepthook
+    if getattr(previous, "kept_for_the_run", False):
+        return
+
+    def hook(args) -> None:
+        if getattr(args.thread, "exception", None) is args.exc_value and "tensorboard" in type(args.thread).__module__:
+            return
+        previous(args)
+
+    hook.kept_for_the_run = True
+    threading.excepthook = hook
