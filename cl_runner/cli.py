@@ -132,15 +132,17 @@ def _launch(argv: list[str]) -> int:
     claimed = rundir.claim(checked.target).folder
     folder = _folder_overrides(checked.target, claimed)
     if not checked.multirun:  # one run: Hydra's run mode on the config composed once
-        hydra_app.run(hydra_app.with_hydra_overrides(checked.composed, folder), hydra_main, checked.cmd)
+        composed = hydra_app.with_hydra_overrides(checked.composed, folder)
+        hydra_app.run(hydra_app.with_hydra_overrides(composed, list(checked.extra)), hydra_main, checked.cmd)
         return 0
-    hydra_app.multirun(checked.cmd, hydra_main, [*checked.extra, *folder])
+    hydra_app.multirun(checked.cmd, hydra_main, [*folder, *checked.extra])  # hydra.main: the mode last
     refused = _take_refusals(claimed)
     if not refused:
         return 0
     which = f"{len(refused)} sweep jobs were refused, the first: job" if len(refused) > 1 else "sweep job"
-    return _say(f"cl-run: error: {which} {refused[0]}; the other jobs ran, their results are in {claimed}",
-                ConfigError.exit_code)
+    # Printed only: the log file Hydra set up last is a job's, maybe the refused one's.
+    print(f"cl-run: error: {which} {refused[0]}; the other jobs ran, their results are in {claimed}", file=sys.stderr)
+    return ConfigError.exit_code
 
 
 def _record_refusal(sweep: Path, line: str) -> None:
@@ -197,7 +199,7 @@ def hydra_main(cfg) -> float:
     own = None
     if rundir.held(results_dir) is None:  # a sweep's job (maybe in another process), or --experimental-rerun
         try:
-            own = rundir.claim(rundir.Target("hydra.sweep.dir" if multirun else "hydra.run.dir", str(output_dir),
+            own = rundir.claim(rundir.Target("hydra.sweep.subdir" if multirun else "hydra.run.dir", str(output_dir),
                                              overwrite=bool(cfg.overwrite)), hydra_made=True)
         except UserError as err:  # the folder is another run's: write nothing into it, its log neither
             if not multirun:
