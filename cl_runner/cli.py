@@ -6,7 +6,7 @@ checks the whole command line (`precheck`: a mistake ends in one line and exit c
 anything runs), claims the output folder (`rundir`: made unique, locked, never another run's
 results) and passes it to Hydra, whose task function `hydra_main` runs one experiment and
 prints a one-line summary: a plain run through Hydra's `run_job` on the precheck's own
-composition, a sweep through Hydra's multirun (`hydra_app`: neither reads or rewrites
+composition, a sweep through Hydra's multirun (`hydra_app`: neither reads nor rewrites
 sys.argv), a command that runs nothing (`--help`, `--cfg`, ...) through `hydra.main`.
 However it ends, it ends in one line and an exit code: 0 done, 2 bad config, 3 bad or
 missing data, 4 the run failed (diverged), 5 results could not be written, 6 a cluster
@@ -186,6 +186,7 @@ def hydra_main(cfg) -> float:
     """Hydra's task function: run, report one line, return the mean final accuracy (for sweepers)."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
+    from omegaconf import OmegaConf
 
     timing.new_job()
     with timing.phase("import"):
@@ -206,7 +207,8 @@ def hydra_main(cfg) -> float:
                 print(f"cl-run: error: {err}", file=sys.stderr, flush=True)
                 sys.exit(err.exit_code)
             # The sweep's own process reports it, and fails the sweep (the job may run in another).
-            _record_refusal(Path(hydra_cfg.sweep.dir), f"{hydra_cfg.job.num} ({' '.join(hydra_cfg.overrides.task)}): {err}")
+            given = " ".join(OmegaConf.to_container(hydra_cfg.overrides.task, resolve=False))  # as typed
+            _record_refusal(Path(hydra_cfg.sweep.dir), f"{hydra_cfg.job.num} ({given}): {err}")
             return math.nan
     try:
         summary = run(cfg, output_dir, overrides=list(hydra_cfg.overrides.task))

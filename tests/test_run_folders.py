@@ -189,6 +189,10 @@ def test_a_flag_that_is_not_hydras_names_the_setting():
         assert f"command line={shown}: not a flag of cl-run" in err and err.endswith("without dashes: train.epochs=2"), err
     assert "'strategy=ewc 2'" not in str(config_error(["strategy=ewc", "--epochs", "2"]))
     assert "--config could match --config-path, --config-name, --config-dir" in str(config_error(["--config", "x"]))
+    # What Hydra itself would refuse later, with a traceback.
+    assert "give one of --run, --multirun, --cfg" in str(config_error(["seed=0,1", "-m", "--run"]))
+    assert "expects install=SHELL" in str(config_error(["seed=1", "--shell-completion"]))
+    assert "goes with --cfg or --help" in str(config_error(["--resolve", "seed=1"]))
     err = str(config_error(["seed=1", "--cfg", "job", "strategy=ewc"]))  # hydra.main prints it, reading argv itself
     assert "give Hydra's flags before the overrides here: cl-run --cfg job seed=1 strategy=ewc" in err
 
