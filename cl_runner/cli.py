@@ -6,7 +6,7 @@ checks the whole command line (`precheck`: a mistake ends in one line and exit c
 anything runs), claims the output folder (`rundir`: made unique, locked, never another run's
 results) and passes it to Hydra, whose task function `hydra_main` runs one experiment and
 prints a one-line summary: a plain run through Hydra's `run_job` on the precheck's own
-composition, a sweep through Hydra's multirun (`hydra_app`: neither reads or rewrites
+composition, a sweep through Hydra's multirun (`hydra_app`: neither reads nor rewrites
 sys.argv), a command that runs nothing (`--help`, `--cfg`, ...) through `hydra.main`.
 However it ends, it ends in one line and an exit code: 0 done, 2 bad config, 3 bad or
 missing data, 4 the run failed (diverged), 5 results could not be written, 6 a cluster
@@ -156,19 +156,21 @@ def _launch(argv: list[str]) -> int:
     claimed = rundir.claim(checked.target).folder
     folder = _folder_overrides(checked.target, claimed)
     if not checked.multirun:  # one run: Hydra's run mode on the config composed once
-        hydra_app.run(hydra_app.with_hydra_overrides(checked.composed, folder), hydra_main, checked.cmd)
+        composed = hydra_app.with_hydra_overrides(checked.composed, folder)
+        hydra_app.run(hydra_app.with_hydra_overrides(composed, list(checked.extra)), hydra_main, checked.cmd)
         return 0
     # The process that cleans up after joblib's workers (multiprocessing's resource tracker,
     # started with this process's -W options) warns in three lines about the semaphores of
     # workers a failed or interrupted sweep left; it cleans them, and the sweep's line says why.
     sys.warnoptions.append("ignore:resource_tracker:UserWarning")
-    hydra_app.multirun(checked.cmd, hydra_main, [*checked.extra, *folder])
+    hydra_app.multirun(checked.cmd, hydra_main, [*folder, *checked.extra])  # hydra.main: the mode last
     refused = _take_refusals(claimed)
     if not refused:
         return 0
     which = f"{len(refused)} sweep jobs were refused, the first: job" if len(refused) > 1 else "sweep job"
-    return _say(f"cl-run: error: {which} {refused[0]}; the other jobs ran, their results are in {claimed}",
-                ConfigError.exit_code)
+    # Printed only: the log file Hydra set up last is a job's, maybe the refused one's.
+    print(f"cl-run: error: {which} {refused[0]}; the other jobs ran, their results are in {claimed}", file=sys.stderr)
+    return ConfigError.exit_code
 
 
 def _record_refusal(sweep: Path, line: str) -> None:
@@ -228,6 +230,7 @@ def hydra_main(cfg) -> float:
     """Hydra's task function: run, report one line, return the mean final accuracy (for sweepers)."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
+    from omegaconf import OmegaConf
 
     timing.new_job()
     with timing.phase("import"), interrupts.deferred():
@@ -241,14 +244,15 @@ def hydra_main(cfg) -> float:
     own = None
     if rundir.held(results_dir) is None:  # a sweep's job (maybe in another process), or --experimental-rerun
         try:
-            own = rundir.claim(rundir.Target("hydra.sweep.dir" if multirun else "hydra.run.dir", str(output_dir),
+            own = rundir.claim(rundir.Target("hydra.sweep.subdir" if multirun else "hydra.run.dir", str(output_dir),
                                              overwrite=bool(cfg.overwrite)), hydra_made=True)
         except UserError as err:  # the folder is another run's: write nothing into it, its log neither
             if not multirun:
                 print(f"cl-run: error: {err}", file=sys.stderr, flush=True)
                 sys.exit(err.exit_code)
             # The sweep's own process reports it, and fails the sweep (the job may run in another).
-            _record_refusal(Path(hydra_cfg.sweep.dir), f"{hydra_cfg.job.num} ({' '.join(hydra_cfg.overrides.task)}): {err}")
+            given = " ".join(OmegaConf.to_container(hydra_cfg.overrides.task, resolve=False))  # as typed
+            _record_refusal(Path(hydra_cfg.sweep.dir), f"{hydra_cfg.job.num} ({given}): {err}")
             return math.nan
     try:
         summary = run(cfg, output_dir, overrides=list(hydra_cfg.overrides.task))

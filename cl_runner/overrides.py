@@ -66,6 +66,15 @@ def read_argv(argv: list[str], keys=lambda: []) -> CommandLine:
     args, unknown = _parser(argv).parse_known_intermixed_args(argv)
     if unknown:
         _refuse_flag(argv, unknown[0], keys)
+    # What Hydra's _run_hydra refuses later with a traceback.
+    if args.run + args.multirun + (args.cfg is not None) + args.shell_completion + (args.info is not None) > 1:
+        raise ConfigError("command line", " ".join(argv), "give one of --run, --multirun, --cfg, --info and "
+                                                          "--shell-completion")
+    if args.resolve and not (args.cfg or args.help):
+        raise ConfigError("--resolve", True, "goes with --cfg or --help (it resolves the config they print)")
+    if args.shell_completion and not any(o.split("=", 1)[0] in ("install", "uninstall", "query") for o in args.overrides):
+        raise ConfigError("--shell-completion", " ".join(args.overrides), "expects install=SHELL, uninstall=SHELL or "
+                                                                          "query=..., e.g. cl-run -sc install=bash")
     return CommandLine(args)
 
 

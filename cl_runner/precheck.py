@@ -174,7 +174,7 @@ def _check_resolved_types(cfg: DictConfig, resolved: dict) -> None:
 class Checked:
     """What the precheck found: the command line, the folder it writes into (None when nothing
     runs), for one plain run its config with Hydra's node (`hydra_app.run` runs it without
-    composing it again), and for a sweep the overrides hydra.main would add (`hydra.mode`)."""
+    composing it again), and the overrides hydra.main would add last (`hydra.mode`)."""
 
     target: rundir.Target | None
     cmd: overrides.CommandLine | None = None
@@ -217,11 +217,12 @@ def check(argv: list[str]) -> Checked:
         cfg, hydra_cfg = first
         if not multirun:
             composed = hydra_app.with_run_mode(hydra_cfg)
+            extra = () if mode is not None else (f"hydra.mode={RunMode.RUN.name}",)
             if cfg.resume is None:
-                return Checked(job_folders.run_target(composed, bool(cfg.overwrite)), cmd, composed)
+                return Checked(job_folders.run_target(composed, bool(cfg.overwrite)), cmd, composed, extra)
             folder = str(rundir.absolute(cfg.resume))
             job_folders.check_hydra_keys(composed, folder, sweep=False)
-            return Checked(rundir.Target("resume", folder, resume=True), cmd, composed)
+            return Checked(rundir.Target("resume", folder, resume=True), cmd, composed, extra)
         extra = () if mode == RunMode.MULTIRUN else (f"hydra.mode={RunMode.MULTIRUN.name}",)
         try:  # the sweep's own config, as Hydra's multirun composes it
             master = loader.load_configuration(cmd.config_name, given + list(extra), run_mode=RunMode.MULTIRUN)

@@ -25,11 +25,12 @@ from omegaconf import OmegaConf
 from cl_runner.errors import EXIT_CONFIG, EXIT_DATA, UserError
 from cl_runner.precheck import precheck
 
-from .conftest import REPO, compose_cfg
+from .conftest import REPO, compose_cfg, config_error
 
 SEED = 20261125
 GROUPS = ["dataset", "model", "strategy", "experiment", "hydra/launcher"]
-HYDRA_KEYS = ["hydra.run.dir", "hydra.sweep.dir", "hydra.job.name", "hydra.verbose", "hydra.nope"]
+HYDRA_KEYS = ["hydra.run.dir", "hydra.sweep.dir", "hydra.sweep.subdir", "hydra.job.name", "hydra.job.chdir",
+              "hydra.output_subdir", "hydra.verbose", "hydra.job_logging.root.level", "hydra.nope"]
 UNKNOWN_KEYS = ["nope", "train.nope", "ewc.alhpa", "model.width.x", "x" * 5000]
 FIXED_VALUES = ["nan", "NaN", "inf", "-inf", "1e400", "-1e400", "9" * 40, "-9" * 20, "0", "-1", "0.5", "1e-320",
                 "[]", "[[]]", "{}", "[1,2,3]", "[a,b]", "[1,[2,[3]]]", "{a: 1}", "null", "true", "False", "''", '""',
@@ -212,3 +213,72 @@ def config_error_of(argv: list[str]):
     except UserError as err:
         return err
     return None
+
+
+# --- interpolations in the hydra.* keys: resolved as Hydra resolves them, before anything runs ---
+
+# Every key Hydra resolves while it runs a job or a sweep, with the mode in which it does.
+RESOLVED_HYDRA_KEYS = {"hydra.run.dir": "run", "hydra.sweep.dir": "sweep", "hydra.sweep.subdir": "sweep",
+                       "hydra.job.name": "both", "hydra.job.chdir": "both", "hydra.output_subdir": "both",
+                       "hydra.verbose": "both", "hydra.job_logging.root.level": "both",
+                       "hydra.job_logging.handlers.file.filename": "both", "hydra.hydra_logging.root.level": "both",
+                       "+hydra.job.env_set.CL_RUN_FUZZ": "both"}
+BAD_INTERPOLATIONS = ["${oc.env:CL_RUN_FUZZ_UNSET}", "${nope}", "${oc.env:CL_RUN_FUZZ_UNSET}/x",
+                      "a${nope}b", "${train.nope}", "${oc.decode:'[1'}"]
+
+
+def _hydra_interpolations(keys: dict[str, str], values: list[str]) -> collections.Counter:
+    tally = collections.Counter()
+    for key, mode in keys.items():
+        for value in values:
+            for sweep in (False, True):
+                argv = (["-m", "seed=0,1"] if sweep else []) + [f"{key}={value}"]
+                try:
+                    precheck(argv)
+                    outcome = "accepted"
+                except UserError as err:
+                    assert "\n" not in str(err) and err.exit_code == EXIT_CONFIG, (argv, str(err))
+                    assert key.lstrip("+") in str(err), (argv, str(err))
+                    outcome = "refused with one line"
+                except Exception as err:  # noqa: BLE001 - the point: name the command line that broke it
+                    pytest.fail(f"cl-run {argv!r}: {type(err).__name__}: {err}")
+                resolved = mode == "both" or mode == ("sweep" if sweep else "run")
+                assert outcome == ("refused with one line" if resolved else "accepted"), (argv, outcome)
+                tally[outcome] += 1
+    return tally
+
+
+def test_unresolvable_interpolations_in_hydra_keys_quick_sample():
+    keys = {k: RESOLVED_HYDRA_KEYS[k] for k in ("hydra.sweep.subdir", "hydra.job.name")}
+    assert _hydra_interpolations(keys, BAD_INTERPOLATIONS[:1])["refused with one line"] == 3
+
+
+@pytest.mark.slow
+def test_unresolvable_interpolations_in_hydra_keys_are_one_line():
+    """Each key with each interpolation Hydra cannot resolve, in a plain run and in a sweep:
+    refused in one line (exit 2) where Hydra resolves that key, never anything else."""
+    tally = _hydra_interpolations(RESOLVED_HYDRA_KEYS, BAD_INTERPOLATIONS)
+    # What Hydra sets only in a sweep's jobs, or once the folder is known, resolves only there.
+    assert "cannot be resolved" in str(config_error(["hydra.run.dir=${hydra:job.id}"]))
+    assert config_error(["-m", "seed=0,1", "hydra.sweep.subdir=${hydra:job.id}"]) is None
+    assert "cannot be resolved" in str(config_error(["hydra.run.dir=${hydra:runtime.output_dir}"]))
+    assert config_error(["hydra.job_logging.handlers.file.filename=${hydra:runtime.output_dir}/x.log"]) is None
+    print(f"\nhydra.* interpolations: {sum(tally.values())} command lines: {dict(tally)}")
+
+
+@pytest.mark.slow
+def test_unresolvable_interpolations_in_hydra_keys_through_the_cli(tmp_path):
+    """`hydra.sweep.subdir=${oc.env:NOPE}` was a 135-line traceback: now one line, exit 2, and
+    nothing left behind, for it and the run's own folder and log settings."""
+    work = tmp_path / "work"
+    work.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "HYDRA_FULL_ERROR": "0"}
+    for argv in (["-m", "seed=0,1", "hydra.sweep.subdir=${oc.env:CL_RUN_FUZZ_UNSET}"],
+                 ["hydra.run.dir=${oc.env:CL_RUN_FUZZ_UNSET}"], ["hydra.job.name=${oc.env:CL_RUN_FUZZ_UNSET}"],
+                 ["hydra.job_logging.root.level=${oc.env:CL_RUN_FUZZ_UNSET}"], ["hydra.verbose=${nope}"]):
+        result = subprocess.run([sys.executable, "-m", "cl_runner.cli", *argv], capture_output=True, text=True,
+                                cwd=work, env=env, timeout=300)
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert result.returncode == EXIT_CONFIG and len(lines) == 1, (argv, result.returncode, result.stderr)
+        assert lines[0].startswith("cl-run: error: invalid config: hydra.") and "Traceback" not in result.stderr
+        assert list(work.iterdir()) == [], (argv, list(work.iterdir()))

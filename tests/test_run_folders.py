@@ -28,6 +28,7 @@ import pytest
 
 from .conftest import REPO, config_error
 from .test_faults import RUN, TINY, finish, run_cl, start, training, wait_for
+from .test_fixed_cost import HYDRA_MAIN
 from .test_robustness import EXIT_CONFIG, _env, one_line, summary_of
 
 
@@ -133,7 +134,7 @@ def test_a_job_refused_mid_sweep_fails_the_sweep_and_keeps_the_other_jobs(tmp_pa
         os.close(fd)
     assert result.returncode == EXIT_CONFIG, result.stderr
     line = one_line(result.stderr)
-    assert line.startswith("cl-run: error: sweep job 1 (seed=1): ") and "in use by another cl-run (process 4242)" in line
+    assert line.startswith("cl-run: error: sweep job 1 (seed=1 ") and "in use by another cl-run (process 4242)" in line
     assert line.endswith(f"the other jobs ran, their results are in {sweep}"), line
     assert summary_of(sweep / "0")["status"] == "completed"
     assert not [name for name in os.listdir(sweep / "1") if name in ("summary.json", "metrics.csv", "cl-run.log")]
@@ -188,6 +189,10 @@ def test_a_flag_that_is_not_hydras_names_the_setting():
         assert f"command line={shown}: not a flag of cl-run" in err and err.endswith("without dashes: train.epochs=2"), err
     assert "'strategy=ewc 2'" not in str(config_error(["strategy=ewc", "--epochs", "2"]))
     assert "--config could match --config-path, --config-name, --config-dir" in str(config_error(["--config", "x"]))
+    # What Hydra itself would refuse later, with a traceback.
+    assert "give one of --run, --multirun, --cfg" in str(config_error(["seed=0,1", "-m", "--run"]))
+    assert "expects install=SHELL" in str(config_error(["seed=1", "--shell-completion"]))
+    assert "goes with --cfg or --help" in str(config_error(["--resolve", "seed=1"]))
     err = str(config_error(["seed=1", "--cfg", "job", "strategy=ewc"]))  # hydra.main prints it, reading argv itself
     assert "give Hydra's flags before the overrides here: cl-run --cfg job seed=1 strategy=ewc" in err
 
@@ -263,17 +268,6 @@ def test_overwrite_removes_the_trackers_folders_too(tmp_path):
 
 # --- what is recorded: as hydra.main records it -----------------------------------------------------
 
-HYDRA_MAIN = """
-import sys
-import hydra
-from cl_runner import config
-from cl_runner.cli import hydra_main
-config.register()
-sys.argv[0] = "cl-run"
-hydra.main(version_base="1.3", config_path=str(config.CONF_DIR), config_name="config")(hydra_main)()
-"""
-
-
 def _records(folder: Path, names: tuple[str, ...], top: Path) -> dict[str, str]:
     return {name: (folder / name).read_text().replace(str(top), "<top>") for name in names}
 
@@ -284,8 +278,8 @@ def test_what_is_recorded_is_what_hydra_main_records(form, tiny_mnist, tmp_path)
     extra = tmp_path / "extra-conf"
     (extra / "experiment").mkdir(parents=True)
     (extra / "experiment" / "mine.yaml").write_text("# @package _global_\nseed: 4\n")
-    args = [*TINY, f"data.root={tiny_mnist}"] + (["-m", "seed=0,1"] if form == "sweep" else
-                                                 ["experiment=mine", "--config-dir", str(extra)])
+    flags = ["-m"] if form == "sweep" else ["--config-dir", str(extra)]  # first: hydra.main reads them so only
+    args = [*flags, *TINY, f"data.root={tiny_mnist}", "seed=0,1" if form == "sweep" else "experiment=mine"]
     key = "hydra.sweep.dir" if form == "sweep" else "hydra.run.dir"
     # Quoted, as cl-run hands Hydra the folder it claimed (overrides.quoted): one text in both records.
     ours = run_cl([*args, f"{key}='{tmp_path / 'ours'}'"])
