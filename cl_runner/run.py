@@ -277,9 +277,8 @@ def _add_results(ctx: RunContext, summary: dict, table: Table, train_table: Tabl
         summary[f"final_{split}_acc"] = last[last["split"] == split].sort_values("eval_task")["acc"].round(6).tolist()
     summary["accuracy_matrix"] = matrix.round(6).tolist()
     summary.update(metrics.summarize(matrix, metrics.initial_accuracy(table)))
-    tasks = ctx.benchmark.tasks
     chances = [1 / n for n in run_info.chance_classes(ctx.benchmark)]  # as the figures mark it
-    summary["warnings"] = diagnose.warnings(matrix, train_table, [t.name for t in tasks], chances, cfg=ctx.cfg)
+    summary["warnings"] = diagnose.warnings(matrix, train_table, [t.name for t in ctx.benchmark.tasks], chances, cfg=ctx.cfg)
     for line in summary["warnings"]:
         log.warning(line)
     with replaced(ctx.out / "accuracy_matrix.csv") as tmp:
