@@ -115,7 +115,10 @@ def _checked(given: list[str], folder: str | Path | None = None, overwrite: bool
         if parsed.is_sweep_override():
             raise ConfigError(parsed.key_or_group, text.partition("=")[2], "one run takes one value: for several runs "
                               "pass a list of override lists to api.sweep (for a list value write key=[...])")
-    argv = given + ([override_syntax.quoted("hydra.run.dir", str(folder))] if folder is not None else [])
+    try:
+        argv = given + ([override_syntax.quoted("hydra.run.dir", str(folder))] if folder is not None else [])
+    except ValueError:
+        raise ConfigError("folder", str(folder), "Hydra cannot read this folder name back; choose another") from None
     config.register()
     with _own_hydra():
         checked = precheck.check(argv)
