@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Mapping, Sequence, Union
 
 from hydra.core.global_hydra import GlobalHydra
+from hydra.core.singleton import Singleton
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from . import config, interrupts, overrides as override_syntax, precheck, rundir, timing, usage
@@ -107,13 +108,17 @@ def sweep(jobs: Union[Sequence[Overrides], Mapping[str, Overrides]], folder: str
 
 def _checked(given: list[str], folder: str | Path | None = None, overwrite: bool = False) -> tuple[DictConfig, rundir.Target]:
     """(config, output folder) of one run's overrides, through cl-run's own precheck."""
-    for text, parsed in zip(given, override_syntax.parse(given)):
+    for text in given:
         if text.startswith("-"):
             raise ConfigError("overrides", text, "the API takes overrides (key=value, group=option), not cl-run's flags")
+    for text, parsed in zip(given, override_syntax.parse(given)):
         if parsed.is_sweep_override():
             raise ConfigError(parsed.key_or_group, text.partition("=")[2], "one run takes one value: for several runs "
                               "pass a list of override lists to api.sweep (for a list value write key=[...])")
-    argv = given + ([override_syntax.quoted("hydra.run.dir", str(folder))] if folder is not None else [])
+    try:
+        argv = given + ([override_syntax.quoted("hydra.run.dir", str(folder))] if folder is not None else [])
+    except ValueError:
+        raise ConfigError("folder", str(folder), "Hydra cannot read this folder name back; choose another") from None
     config.register()
     with _own_hydra():
         checked = precheck.check(argv)
@@ -211,13 +216,15 @@ def _default_target(kind: str, overwrite: bool) -> rundir.Target:
 def _own_hydra():
     """Hydra's global state cleared for cl-runner's composition, and given back after (a
     notebook may hold its own `initialize(...)`)."""
-    instance = GlobalHydra.instance()
-    saved = instance.hydra
-    instance.hydra = None
+    # The singleton itself is set aside and put back, as Hydra's own initialize() does with a copy
+    # (hydra/initialize.py, get_gh_backup): a user's references to it stay valid.
+    saved = Singleton._instances.pop(GlobalHydra, None)
     try:
         yield
     finally:
-        instance.hydra = saved
+        Singleton._instances.pop(GlobalHydra, None)
+        if saved is not None:
+            Singleton._instances[GlobalHydra] = saved
 
 
 class _Console(logging.Filter):

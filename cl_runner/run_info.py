@@ -110,7 +110,9 @@ def budget(train) -> str:
     if train.iterations:
         return f"{train.iterations} iterations per task"
     epochs = OmegaConf.to_container(train.epochs) if OmegaConf.is_list(train.epochs) else train.epochs
-    return f"{epochs} epochs per task" if isinstance(epochs, int) else f"epochs {epochs}"
+    if not isinstance(epochs, int):
+        return f"epochs {epochs}"
+    return f"{epochs} epoch{'s' if epochs != 1 else ''} per task"
 
 
 def _results(summary: dict) -> str:
