@@ -34,7 +34,11 @@ comma := ,
 # has them already (tools/installed.py: every requirement of pyproject.toml, checked in a moment).
 needs = @$(PYTHON) tools/installed.py $(1) || $(MAKE) --no-print-directory install EXTRAS=$(1)
 
+<<<<<<< HEAD
 .PHONY: help install install-clusters data docs test test-fast run notebook $(addprefix exp-,$(EXPERIMENTS)) bench sweep-replay sweep-ewc zoo wheel clean
+=======
+.PHONY: help install install-clusters data test test-fast run notebook $(addprefix exp-,$(EXPERIMENTS)) bench bench-load bench-gpu sweep-replay sweep-ewc zoo wheel clean
+>>>>>>> speed
 
 help: ## List every target
 	@grep -E '^[a-zA-Z_%-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | awk -F'\t' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -90,9 +94,16 @@ $(addprefix exp-,$(EXPERIMENTS)): exp-%: data ## (see exp-NAME below)
 notebook: data ## All six notebook experiments, then a comparison table (notebook.md)
 	$(PYTHON) -m cl_runner.notebook $(EXPERIMENTS) -- $(ARGS)
 
-bench: data ## Speed: the training loop vs a notebook-style baseline, then whole runs vs plain PyTorch (bench/results-*.json, bench/startup-*.json)
+bench: data ## Speed: the training loop vs a notebook-style baseline, epochs idle vs beside a busy process, then whole runs vs plain PyTorch (bench/*.json)
 	$(PYTHON) bench/bench.py $(ARGS)
+	$(PYTHON) bench/load.py $(ARGS)
 	$(PYTHON) bench/startup.py $(ARGS)
+
+bench-load: data ## Only the busy-machine check: epochs idle vs beside one busy process, mlp/cnn/resnet, and a sweep (bench/load-cpu.json)
+	$(PYTHON) bench/load.py $(ARGS)
+
+bench-gpu: ## The GPU check in one go (~5 min on one GPU): notebook experiments, strategies' steps, precision, ResNet-18 (bench/results-gpu.json)
+	$(PYTHON) bench/gpu.py $(ARGS)
 
 # Sweeps: LAUNCHER=joblib runs the jobs in parallel here; LAUNCHER=slurm (or ray_cluster)
 # runs the same sweep on a cluster (conf/hydra/launcher/). Each sweep writes into a fixed

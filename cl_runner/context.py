@@ -5,7 +5,7 @@ the loop calls, optimiser, the strategy's plugins, the logs) and moves it along 
 `task`, `final`, `epoch` and `step` say where the loop is. Plugins receive it in every hook
 and take what they need from it; they call `ctx.forward` (the model, or its compiled form
 under `train.compile=true`) so that their forward passes run the same code as the loop's,
-and the loop's hooks run inside `precision.autocast()` (`train.precision`, cl_runner.precision).
+and every forward pass of a step runs inside `precision.autocast()` (`train.precision`).
 """
 
 from __future__ import annotations

@@ -23,6 +23,20 @@ Two settings, both chosen from measurements (`make bench`, bench/load.py):
   over threads rounds differently for each thread count, and the same config and seed
   must give the same numbers however busy the machine is.
 
+Measured on 2 cores (Xeon, AVX-512; machine nearly idle: load average 0.1-2; one run of
+alternating turns, so a rough guide), ms per training step alone -> beside one busy process:
+
+    model (batch)    2 threads spinning     2 threads passive     1 thread
+    mlp64 (1024)     2.6 -> 18.9  (7.3x)    3.9 -> 5.3   (1.4x)    3.5 -> 4.0  (1.1x)
+    mlp256 (1024)    7.8 -> 28.4  (3.6x)    10.9 -> 15.2 (1.4x)    13.7 -> 12.9 (0.9x)
+    cnn (128)        150 -> 350   (2.3x)    160 -> 257   (1.6x)    247 -> 235  (1.0x)
+
+and with the machine crowded (load average ~10) spinning threads were 4-7x slower than
+passive ones. Hence passive waiting, and one thread per WORK_PER_THREAD: mlp64 at batch
+1024 (0.16 G multiply-adds per step) gets one thread, mlp256 (0.62 G) two, the CNN and the
+ResNet every usable core. The price, on an idle machine, is the wake-up of sleeping
+threads: an MLP epoch about 1.4x a spinning PyTorch's (bench/load.py's torch-default).
+
 This module imports nothing heavy at its top: `prepare_openmp` runs before torch is loaded.
 """
 
@@ -36,8 +50,8 @@ from pathlib import Path
 # Set unless the environment already says how OpenMP threads wait, or whether thread counts may vary.
 WAIT_VARIABLES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")
 PINNED = {"OMP_DYNAMIC": "FALSE", "MKL_DYNAMIC": "FALSE"}
-# Multiply-adds of one training step per thread below which another thread costs more than it
-# gives (bench/load.py: see the module docstring of cl_runner.threads and the README's figures).
+# Multiply-adds of a training step per thread: below it another thread costs more than it gives
+# (the measurements above).
 WORK_PER_THREAD = 3e8
 
 
