@@ -34,11 +34,7 @@ comma := ,
 # has them already (tools/installed.py: every requirement of pyproject.toml, checked in a moment).
 needs = @$(PYTHON) tools/installed.py $(1) || $(MAKE) --no-print-directory install EXTRAS=$(1)
 
-<<<<<<< HEAD
-.PHONY: help install install-clusters data docs test test-fast run notebook $(addprefix exp-,$(EXPERIMENTS)) bench sweep-replay sweep-ewc zoo wheel clean
-=======
-.PHONY: help install install-clusters data test test-fast run notebook $(addprefix exp-,$(EXPERIMENTS)) bench bench-load bench-gpu sweep-replay sweep-ewc zoo wheel clean
->>>>>>> speed
+.PHONY: help install install-clusters data docs test test-fast run notebook $(addprefix exp-,$(EXPERIMENTS)) bench bench-load bench-gpu sweep-replay sweep-ewc zoo wheel clean
 
 help: ## List every target
 	@grep -E '^[a-zA-Z_%-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | awk -F'\t' '{printf "  make %-16s %s\n", $$1, $$2}'
