@@ -548,7 +548,7 @@ def test_a_folder_is_locked_while_claimed(tmp_path):
     claim = rundir.claim(target)
     with pytest.raises(ConfigError, match=rf"{tmp_path / 'run'} is in use by another cl-run \(process {os.getpid()}\)"):
         rundir.claim(target)  # flock: a second open of the lock file conflicts even in one process
-    (claim.folder / "summary.json").write_text("{}")
+    (claim.folder / "summary.json").write_text('{"status": "completed"}')
     rundir.release(claim)
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["summary.json"]  # results stay, the lock goes
     with pytest.raises(ConfigError, match="already holds a run"):

@@ -126,11 +126,11 @@ CASES = {  # what is done to the folder -> (the error, words of its message)
     "plugin state removed": (_edit_checkpoint(lambda s: s.update(plugins=[])), ConfigError,
                              "it holds the state of 0 plugin(s), and strategy ewc_replay has 2 (ewc, replay)"),
     "a plugin's state emptied": (_edit_checkpoint(lambda s: s["plugins"].__setitem__(0, {})), DamagedRunError,
-                                 "checkpoint.pt's ewc state lacks fishers, anchors"),
+                                 "checkpoint.pt's ewc state lacks fisher, anchor"),
     "replay memory removed": (_edit_checkpoint(lambda s: s["plugins"][1].pop("memory")), DamagedRunError,
                               "replay state lacks memory"),
     "a weight of the wrong shape": (_edit_checkpoint(lambda s: _reshaped(s["model"])), ConfigError, "has shape"),
-    "an EWC anchor of the wrong shape": (_edit_checkpoint(lambda s: _reshaped(s["plugins"][0]["anchors"][0])),
+    "an EWC anchor of the wrong shape": (_edit_checkpoint(lambda s: _reshaped(s["plugins"][0]["anchor"])),
                                          ConfigError, "in the ewc state has shape"),
     "replay examples of the wrong shape": (_edit_checkpoint(lambda s: _replay_examples(s).update(
         x=_replay_examples(s)["x"][:, :-1])), DamagedRunError, "examples in the replay state have shape"),
