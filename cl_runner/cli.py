@@ -138,7 +138,9 @@ def _launcher_failure(err: BaseException) -> str | None:
 def _launch(argv: list[str]) -> int:
     """Check the command line, claim its folder, run Hydra; the exit code."""
     if "--version" in argv:  # cl-runner's own, not Hydra's (which --version would print)
-        return _say(_versions(), 0, sys.stdout)
+        from .versions import versions
+
+        return _say(versions(), 0, sys.stdout)
     with timing.phase("import"), interrupts.deferred():  # a signal waits for the imports (numpy's, torch's)
         import hydra
 
@@ -195,23 +197,6 @@ def _take_refusals(sweep: Path) -> list[str]:
     except OSError:
         return []
     return lines
-
-
-def _versions() -> str:
-    """`cl-runner 0.1.0 (torch 2.13.0+cpu, Hydra 1.3.8, Python 3.11.7)`, read from the installed
-    packages' metadata: importing torch for its version would take a second."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    from . import __version__
-
-    def installed(name: str) -> str:
-        try:
-            return version(name)
-        except PackageNotFoundError:
-            return "not installed"
-
-    return (f"cl-runner {__version__} (torch {installed('torch')}, Hydra {installed('hydra-core')}, "
-            f"Python {sys.version.split()[0]})")
 
 
 def _folder_overrides(target: rundir.Target, folder: Path) -> list[str]:
