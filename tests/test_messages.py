@@ -14,6 +14,7 @@ import torch
 from cl_runner import __version__, benchmarks, run_info, sources
 from cl_runner.errors import DataError
 from cl_runner.run import run
+from cl_runner.sources import MIRROR_ENV
 
 from .conftest import cl_run, compose_cfg
 
@@ -33,7 +34,10 @@ def test_the_warning_gives_the_figures_chance_and_advice_that_fits_the_model(ove
     assert all(a in warning for a in advice) and not any(n in warning for n in not_advised), warning
 
 
-def test_a_failed_download_suggests_commands_that_take_a_mirror(tmp_path):
+def test_a_failed_download_suggests_commands_that_take_a_mirror(tmp_path, monkeypatch):
+    # The "download" goes to an empty local folder as its mirror: it fails here, reaching nothing.
+    (tmp_path / "empty-mirror").mkdir()
+    monkeypatch.setenv(MIRROR_ENV, str(tmp_path / "empty-mirror"))
     with pytest.raises(DataError) as err:
         sources.load("mnist", tmp_path / "mnist", download=True, verify=True)
     message = str(err.value)
