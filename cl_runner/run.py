@@ -20,6 +20,9 @@ import time
 from pathlib import Path
 
 import torch
+# The first optimiser would import this (a second); cut by Ctrl-C there, it stays half-imported and
+# the run's own ending then fails in it. Imported with this module, the signal waits for it (cli).
+import torch._dynamo  # noqa: F401
 from omegaconf import OmegaConf
 from tqdm.auto import tqdm  # a notebook's own bar in Jupyter (cl_runner.api), the text bar elsewhere
 

@@ -130,11 +130,12 @@ def claim(target: Target, hydra_made: bool = False) -> Claim:
 
 def _check_nesting(held_claim: Claim) -> None:
     """Refuse a folder inside one that another cl-run holds (a sweep's), or for a sweep one with
-    a folder inside it held: both would write there (a job's folder is made as the job starts)."""
+    a folder inside it held: both would write there (a job's folder is made as the job starts).
+    This process's own claims are not another's: an API sweep holds its folder while its jobs claim theirs."""
     folder, target = held_claim.folder, held_claim.target
     inside = [child for child in folder.iterdir() if child.is_dir() and not child.is_symlink()] if target.sweep else []
     for other in [*folder.parents, *inside]:
-        holder = folder_lock.holder(other)
+        holder = None if other in _HELD else folder_lock.holder(other)
         if holder is not None:
             raise ConfigError(target.key, target.folder, f"{other} is in use by another cl-run (process {holder}), and "
                                                          f"{folder} is {'inside' if other in folder.parents else 'around'} it; "

@@ -131,6 +131,8 @@ def checked(command: Shown) -> str | None:
         argv = _argv(command.text)
     except ValueError as err:  # shlex: an unclosed quote
         return f"not a shell command line: {err}"
+    if "--version" in argv:  # cl-run answers it before reading the rest (cli._launch): nothing to check
+        return None
     try:
         precheck.check(argv)
     except UserError as err:

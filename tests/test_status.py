@@ -456,10 +456,10 @@ def test_signals_through_start_up_leave_a_true_status(mnist_root, tmp_path, cli_
     handler = lambda out: lambda proc: handler_installed(proc.pid)()  # noqa: E731
     summary = lambda out: _exists(out / "summary.json")  # noqa: E731
     cases = [(handler, d) for d in (0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0)] + \
-        [(summary, d) for d in (0, 0.02, 0.05, 0.1, 0.2, 0.4, 0.7, 1.0, 1.5, 2.5)]
+        [(summary, d) for d in (0, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.7, 1.5)]  # the run ends ~0.6 s after summary.json
     found = _sweep(cases, lambda out: [*CLI_RUN, f"data.root={mnist_root}", f"hydra.run.dir={out}"],
                    lambda i: tmp_path / f"case-{i}" / "run", cli_reference)
-    assert found["interrupted"] >= 8, found  # the moments after summary.json was written
+    assert found["interrupted"] >= 6, found  # most moments after summary.json was written
     # A folder whose run was interrupted before its first epoch ended is taken over by the next run.
     from .test_faults import run_cl
 
