@@ -99,7 +99,7 @@ def sweep(jobs: Union[Sequence[Overrides], Mapping[str, Overrides]], folder: str
             for name, job in zip(names, jobs):
                 checked.append(_checked(job, claim.folder / name))
         _refuse_unread(jobs, [cfg for cfg, _ in checked])
-        return [_run_claimed(cfg, job_target, job, f"job {n + 1} of {len(jobs)} ({name}): {' '.join(job)}")
+        return [_run_claimed(cfg, job_target, job, f"job {n + 1} of {len(jobs)} ({name}): {' '.join(job)}", claim)
                 for n, ((cfg, job_target), job, name) in enumerate(zip(checked, jobs, names))]
     finally:
         with interrupts.ignored():
@@ -149,10 +149,11 @@ def _refuse_unread(jobs: list[list[str]], cfgs: list[DictConfig]) -> None:
             raise usage.UnusedSetting(key, ",".join(dict.fromkeys(values[key])), why)
 
 
-def _run_claimed(cfg: DictConfig, target: rundir.Target, given: list[str], job: str | None = None) -> Result:
+def _run_claimed(cfg: DictConfig, target: rundir.Target, given: list[str], job: str | None = None,
+                 sweep: rundir.Claim | None = None) -> Result:
     """Claim the target's folder, run the config into it, release it; the Result. `job`: a
-    sweep's job, announced so; a job that fails is recorded, not raised."""
-    claim = rundir.claim(target)
+    sweep's job, announced so; a job that fails is recorded, not raised. `sweep`: that sweep's claim."""
+    claim = rundir.claim(target, sweep=sweep)
     folder = claim.folder
     try:
         timing.new_job()

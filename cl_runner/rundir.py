@@ -92,9 +92,10 @@ def results_in(folder: Path, sweep: bool = False) -> list[str]:
             if child.is_dir() and not child.is_symlink() and results_in(child)]
 
 
-def claim(target: Target, hydra_made: bool = False) -> Claim:
+def claim(target: Target, hydra_made: bool = False, sweep: Claim | None = None) -> Claim:
     """Create, lock and check the target's folder (see the module docstring); raise ConfigError.
-    `hydra_made`: Hydra has already made the folder and written its files into it."""
+    `hydra_made`: Hydra has already made the folder and written its files into it. `sweep`: the
+    held claim of the sweep this folder is a job of (an API sweep's), which it may be inside."""
     folder = absolute(target.folder)
     try:
         folder, created = (folder, []) if target.resume else _make(folder, target.unique)
@@ -113,7 +114,7 @@ def claim(target: Target, hydra_made: bool = False) -> Claim:
     _HELD[folder] = held_claim
     try:
         if not hydra_made and not target.resume:
-            _check_nesting(held_claim)
+            _check_nesting(held_claim, sweep)
         if not target.resume and not created:
             _check_earlier_results(held_claim)
             if not hydra_made:  # what a run killed before training left (Hydra's files of this run come later)
@@ -128,14 +129,13 @@ def claim(target: Target, hydra_made: bool = False) -> Claim:
     return held_claim
 
 
-def _check_nesting(held_claim: Claim) -> None:
+def _check_nesting(held_claim: Claim, sweep: Claim | None) -> None:
     """Refuse a folder inside one that another cl-run holds (a sweep's), or for a sweep one with
-    a folder inside it held: both would write there (a job's folder is made as the job starts).
-    This process's own claims are not another's: an API sweep holds its folder while its jobs claim theirs."""
+    a folder inside it held: both would write there (a job's folder is made as the job starts)."""
     folder, target = held_claim.folder, held_claim.target
     inside = [child for child in folder.iterdir() if child.is_dir() and not child.is_symlink()] if target.sweep else []
     for other in [*folder.parents, *inside]:
-        holder = None if other in _HELD else folder_lock.holder(other)
+        holder = None if sweep is not None and other == sweep.folder else folder_lock.holder(other)
         if holder is not None:
             raise ConfigError(target.key, target.folder, f"{other} is in use by another cl-run (process {holder}), and "
                                                          f"{folder} is {'inside' if other in folder.parents else 'around'} it; "
