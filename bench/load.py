@@ -178,6 +178,14 @@ def measure_epochs(args) -> dict:
     return out
 
 
+def _cpu_name() -> str:
+    try:
+        return next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                    if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
+
+
 def _train_seconds(folder: Path) -> float:
     total = 0.0
     for log in folder.glob("*/train_log.csv"):
@@ -246,7 +254,8 @@ def main() -> None:
               f"{sweep['loaded']['training_s']:.2f} s ({sweep['training_ratio']:.2f}x)")
     print(f"load average (1 min) before / after: {load_before[0]:.2f} / {load_after[0]:.2f} on {os.cpu_count()} CPUs "
           "(other work makes 'idle' less idle and the ratios noisy: see the ranges)")
-    report = {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+    report = {"date": time.strftime("%Y-%m-%d"), "cpu": _cpu_name(), "cpu_count": os.cpu_count(),
+              "platform": platform.platform(), "python": platform.python_version(),
               "repeats": args.repeats, "cnn_steps": args.cnn_steps, "resnet_steps": args.resnet_steps,
               "load_average_before": load_before, "load_average_after": load_after, "target": TARGET,
               "epochs": epochs, "sweep": sweep}

@@ -136,6 +136,32 @@ def bench_startup() -> str:
     return "\n".join(out) or "No `bench/startup-*.json` yet: `make bench` writes one."
 
 
+def bench_load() -> str:
+    out = []
+    for name, d in _bench_files("load-*.json"):
+        out += [f"**`bench/{name}`**: {d.get('cpu', '?')}, {d.get('cpu_count', '?')} cores, Python {d.get('python', '?')}; "
+                f"median of {d['repeats']} idle/loaded pairs; load average (1 min) before → after: "
+                f"{_load([d['load_average_before'][0], d['load_average_after'][0]])}"
+                + (f"; measured {d['date']}" if d.get("date") else "") + ".", "",
+                "| model | setting | threads | idle epoch (s) | beside a busy process (s) | ratio (range) | target |",
+                "|---|---|---:|---:|---:|---:|---:|"]
+        for setting, rows in d["epochs"].items():
+            label = "cl-run (`train.threads=auto`)" if setting == "auto" else "plain PyTorch's settings"
+            for model, r in rows.items():
+                low, high = r["ratio_range"]
+                target = f"≤ {d['target']:g}x" if setting == "auto" else ""
+                out.append(f"| {model} | {label} | {r['threads']} | {r['idle_s']:.3f} | {r['loaded_s']:.3f} | "
+                           f"**{r['ratio']:.2f}x** ({low:.2f}-{high:.2f}) | {target} |")
+        sweep = d.get("sweep")
+        if sweep:
+            out += ["", f"The sweep `{sweep['command']}`: wall {sweep['idle']['wall_s']:.1f} s idle, "
+                        f"{sweep['loaded']['wall_s']:.1f} s beside the busy process ({sweep['wall_ratio']:.2f}x); its "
+                        f"training epochs {sweep['idle']['training_s']:.2f} s and {sweep['loaded']['training_s']:.2f} s "
+                        f"({sweep['training_ratio']:.2f}x)."]
+        out.append("")
+    return "\n".join(out) or "No `bench/load-*.json` yet: `make bench-load` writes one."
+
+
 def _summary(path: Path) -> str:
     doc = ast.get_docstring(ast.parse(path.read_text())) or ""
     first = doc.split("\n\n")[0].replace("\n", " ").strip()
@@ -156,4 +182,5 @@ def code_layout() -> str:
 
 
 GENERATORS = {"exit-codes": exit_codes, "make-targets": make_targets, "make-variables": make_variables,
-              "cli-help": cli_help, "code-layout": code_layout, "bench-training": bench_training, "bench-startup": bench_startup}
+              "cli-help": cli_help, "code-layout": code_layout, "bench-training": bench_training, "bench-startup": bench_startup,
+              "bench-load": bench_load}
