@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import subprocess
+import sys
 
 import pytest
 from omegaconf import OmegaConf
 
-from cl_runner import report
 from cl_runner.checks import Node
 from cl_runner.config import node_names
 from cl_runner.usage import UnusedSetting
@@ -110,7 +111,11 @@ def test_a_sweep_job_that_ignores_a_key_says_so_and_cl_report_flags_identical_re
     replay = [(job / "metrics.csv").read_bytes() for (s, _), (job, _) in jobs.items() if s == "replay"]
     assert naive[0] == naive[1] and replay[0] != replay[1]  # what the report's flag rests on
 
-    report.report([sweep], tmp_path / "report")
+    printed = subprocess.run([sys.executable, "-m", "cl_runner.report", str(sweep), "--out", str(tmp_path / "report")],
+                             capture_output=True, text=True, timeout=300)
+    assert printed.returncode == 0, printed.stderr
+    assert "in 4 settings (strategies naive, replay)" in printed.stdout
+    assert "cl-report: warning: replay.share changed nothing where strategy=naive" in printed.stdout
     md = (tmp_path / "report" / "report.md").read_text()
     assert "Strategies: `naive`, `replay`; a column of the table." in md
     assert "`replay.share` (changed nothing: see the notes)" in md

@@ -3,7 +3,8 @@
 Exit codes: 0 report written (even when some runs failed: they are in the report),
 2 a bad PATH or --out, 5 the report could not be written (a full disk, a folder made
 read-only: each file is written whole or not at all, so an earlier report's files stay as
-they were or are replaced whole).
+they were or are replaced whole). The last lines name the strategy and warn of a swept key whose
+values changed nothing (report.md's notes say the same).
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from pathlib import Path
 
 from ..errors import WriteError
 from .build import report
+from .notes import unchanged_notes
 from .runs import find_runs
+from .settings import swept_keys
 
 EXIT_BAD_PATH = 2
 EXIT_WRITE = 5
@@ -65,5 +68,9 @@ def main(argv: list[str] | None = None) -> None:
         print(f"cl-report: error: {err}", file=sys.stderr)
         sys.exit(EXIT_BAD_PATH)
     bad = sum(1 for r in runs if not r.ok)
+    names = list(dict.fromkeys(str(r.config["strategy"]) for r in runs if "strategy" in r.config))
+    named = f" (strateg{'y' if len(names) == 1 else 'ies'} {', '.join(names)})" if names else ""
     print(f"cl-report: {len(runs)} runs ({len(runs) - bad} completed, {bad} failed or incomplete) "
-          f"in {len(table)} settings; report in {out / 'report.md'} and report.html")
+          f"in {len(table)} settings{named}; report in {out / 'report.md'} and report.html")
+    for note in unchanged_notes(runs, swept_keys(runs)):  # a sweep that compared nothing must not pass unseen
+        print(f"cl-report: warning: {note.replace('`', '')}")
