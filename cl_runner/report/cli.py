@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ..errors import WriteError
 from .build import report
+from .content import strategy_names
 from .notes import unchanged_notes
 from .runs import find_runs
 from .settings import swept_keys
@@ -68,7 +69,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"cl-report: error: {err}", file=sys.stderr)
         sys.exit(EXIT_BAD_PATH)
     bad = sum(1 for r in runs if not r.ok)
-    names = list(dict.fromkeys(str(r.config["strategy"]) for r in runs if "strategy" in r.config))
+    names = strategy_names(runs)
     named = f" (strateg{'y' if len(names) == 1 else 'ies'} {', '.join(names)})" if names else ""
     print(f"cl-report: {len(runs)} runs ({len(runs) - bad} completed, {bad} failed or incomplete) "
           f"in {len(table)} settings{named}; report in {out / 'report.md'} and report.html")

@@ -107,9 +107,14 @@ def document(table: pd.DataFrame, runs: list[Run], keys: list[str], tasks: list[
     return blocks
 
 
+def strategy_names(runs: list[Run]) -> list[str]:
+    """The runs' strategies, each once, in the order met."""
+    return list(dict.fromkeys(str(r.config["strategy"]) for r in runs if "strategy" in r.config))
+
+
 def _strategies(runs: list[Run], keys: list[str]) -> str:
     """The strategy of the runs, named always (a sweep of a key the strategy ignores must show it)."""
-    names = list(dict.fromkeys(str(r.config["strategy"]) for r in runs if "strategy" in r.config))
+    names = strategy_names(runs)
     if not names:
         return "Strategy: not recorded."
     if len(names) == 1:
