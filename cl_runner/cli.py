@@ -40,7 +40,7 @@ log.propagate = False  # nor through Hydra's own console logging (a sweep's laun
 
 def main() -> None:
     try:
-        threads.prepare_openmp()  # before torch loads OpenMP: passive waiting (cl_runner.threads)
+        threads.prepare_openmp()  # before torch loads OpenMP: a short spin, then sleep (cl_runner.threads)
         interrupts.install()
         logging.raiseExceptions = False  # a log line that cannot be written (a full disk) is dropped, not a traceback
         code = _launch(sys.argv[1:])

@@ -3,15 +3,21 @@
 Two settings, both chosen from measurements (`make bench`, bench/load.py):
 
 - How threads wait. An OpenMP worker that finishes its share of an operation waits for the
-  others; by default it spins on a core, so on a machine where other processes hold cores,
-  a worker that was descheduled keeps the spinning ones (and the operation) waiting for a
-  whole time slice. With one other busy process on two cores that made epochs 40-45x
-  slower. `prepare_openmp` (called by `cl-run` before torch is imported: OpenMP reads these
-  variables once, when torch loads it) asks for passive waiting (OMP_WAIT_POLICY=PASSIVE,
-  which GNU and Intel OpenMP both honour) and turns off the runtimes' dynamic thread counts
-  (OMP_DYNAMIC, MKL_DYNAMIC: GNU OpenMP's picks fewer threads from the load average, which
-  would make the numbers depend on what else the machine is doing). Each is left alone
-  where the environment sets it (or GOMP_SPINCOUNT / KMP_BLOCKTIME for the wait).
+  others; by default GNU OpenMP spins on a core for 300,000 rounds first, so on a machine where
+  other processes hold cores, a worker that was descheduled keeps the spinning ones (and the
+  operation) waiting for a whole time slice. With one other busy process on two cores that
+  made epochs 40-45x slower. Sleeping at once (OMP_WAIT_POLICY=PASSIVE) holds up under load
+  but pays a wake-up at every parallel region of an idle machine: the EWC run's training
+  phase 1.3x plain PyTorch's. `prepare_openmp` (called by `cl-run` before torch is imported:
+  OpenMP reads these variables once, when torch loads it) asks GNU OpenMP, the runtime of
+  PyTorch's Linux wheels, for a short spin before sleeping (GOMP_SPINCOUNT=SPIN_ROUNDS: long
+  enough to bridge the gap between the operations of one training step, too short to hold a
+  core that another process wants), and Intel and LLVM OpenMP to sleep at once
+  (KMP_BLOCKTIME=0, what passive waiting meant there). It also turns off the runtimes'
+  dynamic thread counts (OMP_DYNAMIC, MKL_DYNAMIC: GNU OpenMP's picks fewer threads from the
+  load average, which would make the numbers depend on what else the machine is doing). Each
+  is left alone where the environment sets it (any of OMP_WAIT_POLICY, GOMP_SPINCOUNT and
+  KMP_BLOCKTIME for the wait).
 - How many threads (`train.threads`, default `auto`; `choose`). An integer is used as
   given. `auto` respects an OMP_NUM_THREADS set in the environment (the user's choice, or
   joblib's share of the cores for each of its workers); otherwise it is one thread per
@@ -32,10 +38,21 @@ alternating turns, so a rough guide), ms per training step alone -> beside one b
     cnn (128)        150 -> 350   (2.3x)    160 -> 257   (1.6x)    247 -> 235  (1.0x)
 
 and with the machine crowded (load average ~10) spinning threads were 4-7x slower than
-passive ones. Hence passive waiting, and one thread per WORK_PER_THREAD: mlp64 at batch
-1024 (0.16 G multiply-adds per step) gets one thread, mlp256 (0.62 G) two, the CNN and the
-ResNet every usable core. The price, on an idle machine, is the wake-up of sleeping
-threads: an MLP epoch about 1.4x a spinning PyTorch's (bench/load.py's torch-default).
+passive ones. Hence one thread per WORK_PER_THREAD: mlp64 at batch 1024 (0.16 G
+multiply-adds per step) gets one thread, mlp256 (0.62 G) two, the CNN and the ResNet every
+usable core. The spin (2 cores, AMD EPYC, 2026-12-03): the training phase of `cl-run
+experiment=ewc train.epochs=5` (mlp256, two threads), seconds idle / beside one busy
+process, medians of two to five turns each in two alternating series:
+
+    GOMP_SPINCOUNT     300000 (default)   30000   10000   3000   1000   300   passive
+    idle                      2.2           2.3     2.3     2.2    2.6    2.7    2.8
+    beside a busy one         7.5          13.2     7.8     5.0    4.2    3.9    4.5
+
+3000 rounds keep most of spinning's idle speed at about passive waiting's cost under load. A
+round is one pause instruction, whose length differs between processors (a few cycles on
+recent AMD cores, about 140 on Intel's since Skylake), so on another CPU the spin lasts
+longer or shorter: `make bench-load` shows what it does there, and GOMP_SPINCOUNT or
+OMP_WAIT_POLICY in the environment override it.
 
 This module imports nothing heavy at its top: `prepare_openmp` runs before torch is loaded.
 """
@@ -49,6 +66,10 @@ from pathlib import Path
 
 # Set unless the environment already says how OpenMP threads wait, or whether thread counts may vary.
 WAIT_VARIABLES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")
+# Rounds a GNU OpenMP thread spins before it sleeps (the measurements below); Intel's and LLVM's
+# runtimes sleep at once.
+SPIN_ROUNDS = 3000
+WAIT = {"GOMP_SPINCOUNT": str(SPIN_ROUNDS), "KMP_BLOCKTIME": "0"}
 PINNED = {"OMP_DYNAMIC": "FALSE", "MKL_DYNAMIC": "FALSE"}
 # Multiply-adds of a training step per thread: below it another thread costs more than it gives
 # (the measurements above).
@@ -56,7 +77,7 @@ WORK_PER_THREAD = 3e8
 
 
 def prepare_openmp(environ=os.environ) -> list[str]:
-    """Passive waiting and fixed thread counts for the OpenMP and MKL runtimes torch loads,
+    """A short spin before sleeping and fixed thread counts for the OpenMP and MKL runtimes torch loads,
     where the environment does not say otherwise; returns the variables set. Nothing is set
     once torch is imported: the runtimes have read them already."""
     if "torch" in sys.modules:
@@ -68,7 +89,7 @@ def prepare_openmp(environ=os.environ) -> list[str]:
 
 def openmp_environment(environ) -> dict[str, str]:
     """The variables `prepare_openmp` sets, given the environment."""
-    wanted = {} if any(name in environ for name in WAIT_VARIABLES) else {"OMP_WAIT_POLICY": "PASSIVE"}
+    wanted = {} if any(name in environ for name in WAIT_VARIABLES) else dict(WAIT)
     wanted.update({name: value for name, value in PINNED.items() if name not in environ})
     return wanted
 
@@ -140,7 +161,5 @@ def step_work(model, input_shape: tuple[int, ...], batch_size: int) -> float:
 
 def waiting(environ=os.environ) -> str:
     """How OpenMP threads wait in this process, for the log."""
-    for name in WAIT_VARIABLES:
-        if name in environ:
-            return f"{name}={environ[name]}"
-    return "OpenMP's default wait (spinning)"
+    said = [f"{name}={environ[name]}" for name in WAIT_VARIABLES if name in environ]
+    return " ".join(said) or "OpenMP's default wait (spinning)"

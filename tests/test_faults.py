@@ -31,6 +31,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import REPO
+from .leftovers import temporary_files
 from .test_robustness import EXIT_CONFIG, EXIT_DATA, EXIT_INTERRUPTED, _env, one_line, read_rows, summary_of
 
 EXIT_WRITE = 5
@@ -106,10 +107,6 @@ def handler_installed(pid: int):
                 return bool(int(line.split()[1], 16) & (1 << (signal.SIGTERM - 1)))
         return False
     return ready
-
-
-def temporary_files(folder: Path) -> list[str]:
-    return [p.name for p in folder.rglob("*") if ".tmp" in p.name or p.name.endswith(".part")]
 
 
 def assert_whole_pngs(folder: Path) -> None:

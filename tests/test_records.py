@@ -7,6 +7,8 @@ import json
 
 from cl_runner.records import METRIC_COLUMNS, CsvLog, write_json
 
+from .leftovers import temporary_files
+
 
 def _rows(path):
     with open(path, newline="") as f:
@@ -40,4 +42,12 @@ def test_write_json_replaces_whole_file(tmp_path):
     write_json(path, {"status": "running", "long": "x" * 1000})
     write_json(path, {"status": "completed"})
     assert json.loads(path.read_text()) == {"status": "completed"}
-    assert not list(tmp_path.glob("*.tmp"))
+    assert not temporary_files(tmp_path)
+
+
+def test_a_left_temporary_file_is_seen(tmp_path):
+    """The check above can fail: the name write_json writes to first is one it finds."""
+    from cl_runner.records import temporary
+
+    temporary(tmp_path / "summary.json").write_text("{")
+    assert temporary_files(tmp_path) == [".summary.tmp.json"]

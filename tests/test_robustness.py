@@ -33,6 +33,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import REPO
+from .leftovers import temporary_files
 
 EXIT_CONFIG, EXIT_DATA, EXIT_FAILED, EXIT_INTERRUPTED = 2, 3, 4, 130
 MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
@@ -317,7 +318,7 @@ def _check_interrupted(out: Path, result: subprocess.CompletedProcess, signal_na
     state = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=True)
     assert state["completed_stage"] == 0 and state["global_epoch"] == 1
     assert len(state["plugins"]) == 2  # ewc and replay state
-    assert not list(out.glob("*.tmp"))
+    assert not temporary_files(out)
 
 
 @pytest.mark.slow

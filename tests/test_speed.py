@@ -229,7 +229,8 @@ def test_thread_choice():
 
 
 def test_openmp_environment_keeps_what_the_user_set():
-    assert threads.openmp_environment({}) == {"OMP_WAIT_POLICY": "PASSIVE", "OMP_DYNAMIC": "FALSE", "MKL_DYNAMIC": "FALSE"}
+    assert threads.openmp_environment({}) == {"GOMP_SPINCOUNT": "3000", "KMP_BLOCKTIME": "0", "OMP_DYNAMIC": "FALSE",
+                                             "MKL_DYNAMIC": "FALSE"}
     assert threads.openmp_environment({"GOMP_SPINCOUNT": "1000", "MKL_DYNAMIC": "TRUE"}) == {"OMP_DYNAMIC": "FALSE"}
     assert threads.prepare_openmp({}) == []  # torch is loaded in this process: too late, nothing is set
 
@@ -264,7 +265,7 @@ def test_cl_run_log_names_the_thread_choice(tiny_mnist, tmp_path):
                              f"hydra.run.dir={tmp_path / 'a'}"], capture_output=True, text=True, cwd=REPO, env=env)
     assert result.returncode == 0, result.stderr
     first = (tmp_path / "a" / "cl-run.log").read_text().splitlines()[0]
-    assert "(1 CPU threads)" in first and "threads by auto: " in first and first.endswith("OMP_WAIT_POLICY=PASSIVE")
+    assert "(1 CPU threads)" in first and "threads by auto: " in first and first.endswith("GOMP_SPINCOUNT=3000 KMP_BLOCKTIME=0")
     result = _cl_run([*TINY, f"data.root={tiny_mnist}", f"hydra.run.dir={tmp_path / 'b'}"],
                      {"OMP_NUM_THREADS": "1", "GOMP_SPINCOUNT": "100"})
     assert result.returncode == 0, result.stderr

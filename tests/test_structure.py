@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -145,6 +146,66 @@ def build(cfg, input_shape, num_outputs):
     return ScaledLinear(math.prod(input_shape), num_outputs, cfg.scale)
 '''
 
+RECORDER = '''"""Two plugins that write down every hook the loop calls on them, to test the order."""
+
+import os
+from dataclasses import dataclass
+
+from ..checks import Node
+from .base import PLUGINS, Plugin
+
+
+@dataclass
+class RecordConfig(Node):
+    pass
+
+
+class Recorder(Plugin):
+    label = ""
+
+    def _note(self, ctx, hook, **facts):
+        told = " ".join(f"{k}={v}" for k, v in facts.items())
+        with open(os.environ["HOOK_LOG"], "a") as log:
+            log.write(f"{self.label} {hook} task={ctx.task} step={ctx.step} {told}".rstrip() + "\\n")
+
+    def before_task(self, ctx):
+        self._note(ctx, "before_task")
+
+    def train_set(self, ctx, data):
+        self._note(ctx, "train_set")
+        return data
+
+    def loss_terms(self, ctx, batch, logits):
+        self._note(ctx, "loss_terms")
+        return {}
+
+    def before_step(self, ctx, batch):
+        self.weights = [p.detach().clone() for p in ctx.model.parameters()]
+        graded = all(p.grad is not None for p in ctx.model.parameters())
+        self._note(ctx, "before_step", grads=graded)
+
+    def after_step(self, ctx, batch):
+        moved = any(not (p.detach() == w).all() for p, w in zip(ctx.model.parameters(), self.weights))
+        self._note(ctx, "after_step", moved=moved)
+
+    def eval_logits(self, ctx, x, task):
+        self._note(ctx, "eval_logits")
+        return None
+
+    def after_task(self, ctx):
+        self._note(ctx, "after_task")
+
+
+@PLUGINS.register("record_a", RecordConfig)
+class RecordA(Recorder):
+    label = "a"
+
+
+@PLUGINS.register("record_b", RecordConfig)
+class RecordB(Recorder):
+    label = "b"
+'''
+
 
 @pytest.fixture(scope="module")
 def extended(tmp_path_factory) -> Path:
@@ -157,6 +218,7 @@ def extended(tmp_path_factory) -> Path:
     (copy / "cl_runner" / "models" / "scaled_linear.py").write_text(THROWAWAY_MODEL)
     (copy / "conf" / "model" / "scaled_linear.yaml").write_text(
         "defaults:\n  - /schema/model@_here_: scaled_linear\n  - _self_\n\nname: scaled_linear\nscale: 3.0\n")
+    (copy / "cl_runner" / "strategies" / "recorder.py").write_text(RECORDER)
     return copy
 
 
@@ -186,3 +248,38 @@ def test_a_new_strategy_and_model_are_one_module_and_one_yaml_each(extended, tin
         result = _cl_run(extended, "strategy=shrink", *model, bad, *common, f"hydra.run.dir={tmp_path / 'bad'}")
         assert result.returncode == 2, result.stderr
         assert result.stderr.count("\n") == 1 and key in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_loop_calls_the_hooks_in_order(extended, tiny_mnist, tmp_path):
+    """Per task: before_task, train_set, then per step loss_terms, before_step (gradients in
+    place, weights not yet moved), after_step (weights moved), evaluations between; after_task
+    last. Plugins in the order of strategy.plugins; eval_logits asks the next plugin only when
+    one returns None."""
+    log = tmp_path / "hooks.txt"
+    common = [f"data.root={tiny_mnist}", "data.verify=false", "data.download=false", "train.iterations=2",
+              "train.progress=false", "device=cpu", "strategy.plugins=[record_a,record_b]"]
+    result = subprocess.run([sys.executable, "-m", "cl_runner.cli", *common, f"hydra.run.dir={tmp_path / 'run'}"],
+                            cwd=extended, capture_output=True, text=True, timeout=300, env={**os.environ, "HOOK_LOG": str(log)})
+    assert result.returncode == 0, result.stderr
+    calls = log.read_text().splitlines()
+    expected = []
+    for task in (0, 1):
+        expected += [f"{p} before_task task={task} step=0" for p in "ab"]
+        expected += [f"{p} train_set task={task} step=0" for p in "ab"]
+        for step in (0, 1):
+            expected += [f"{p} loss_terms task={task} step={step}" for p in "ab"]
+            expected += [f"{p} before_step task={task} step={step} grads=True" for p in "ab"]
+            expected += [f"{p} after_step task={task} step={step + 1} moved=True" for p in "ab"]
+        expected += [f"{p} after_task task={task} step=2" for p in "ab"]
+    assert [c for c in calls if "eval_logits" not in c] == expected
+    # Evaluation: of the untrained model first (task -1), then after each epoch (between steps,
+    # never inside one), asking a, then b, for every batch.
+    evaluations = [c.split()[0] for c in calls if "eval_logits" in c]
+    assert evaluations and evaluations == ["a", "b"] * (len(evaluations) // 2)
+    assert calls[0].startswith("a eval_logits task=-1")
+    inside_step = False
+    for call in calls:
+        inside_step = "loss_terms" in call or "before_step" in call or (inside_step and "after_step" not in call)
+        assert not (inside_step and "eval_logits" in call), call
+    epochs_evaluated = {" ".join(c.split()[2:4]) for c in calls if "eval_logits" in c and "task=-1" not in c}
+    assert len(epochs_evaluated) == 4  # two epochs (one step each) in each of two tasks
