@@ -13,7 +13,7 @@ turns is reported: its median, and its range over the repeats as the noise.
 Each setting runs in its own worker process, because OpenMP reads its wait policy once,
 when torch is loaded:
 
-  * `auto`: what `cl-run` does (passive waiting, fixed thread counts; `train.threads=auto`).
+  * `auto`: what `cl-run` does (a short spin before sleeping, fixed thread counts; `train.threads=auto`).
   * `torch-default` (with --baseline, on by default): a plain PyTorch script's settings,
     as cl-run had them before: every core as a thread, OpenMP's spinning wait.
 
