@@ -106,30 +106,36 @@ def _closed_form(model: nn.Module, x: torch.Tensor, y: torch.Tensor, logit_bias:
     return sums
 
 
-def _vmapped(model: nn.Module, x: torch.Tensor, y: torch.Tensor, logit_bias: torch.Tensor, weights: torch.Tensor,
-             chunk: int) -> dict[str, torch.Tensor]:
+def vmapped_gradients(model: nn.Module, loss_one, inputs: tuple, chunk: int | None = None):
+    """Per-example gradients by torch.func (vmap over grad of `loss_one(params, *example)`, each
+    input's rows one example), chunk by chunk (default: as the Fisher's) within VMAP_BUDGET: yields (start, {name: [n, *shape]}).
+    Also MAS's importance (`strategies/mas.py`)."""
     params = {n: p.detach() for n, p in model.named_parameters()}
-
-    def loss_one(p, xi, yi, bi):
-        logits = functional_call(model, p, (xi.unsqueeze(0),)) + bi
-        return F.cross_entropy(logits, yi.unsqueeze(0))
-
-    per_example = vmap(grad(loss_one), in_dims=(None, 0, 0, 0))
-    chunk = max(1, min(chunk, VMAP_BUDGET // max(1, sum(p.numel() for p in params.values()))))
-    sums = {n: torch.zeros_like(p) for n, p in params.items()}
+    per_example = vmap(grad(loss_one), in_dims=(None, *[0] * len(inputs)))
+    chunk = max(1, min(chunk or _default_chunk(model), VMAP_BUDGET // max(1, sum(p.numel() for p in params.values()))))
     originals = list(model.named_parameters(remove_duplicate=False))
     try:
-        for start in range(0, len(x), chunk):
-            grads = per_example(params, x[start : start + chunk], y[start : start + chunk], logit_bias[start : start + chunk])
-            wb = weights[start : start + chunk]
-            for n, g in grads.items():
-                sums[n] += (g.square() * wb.view(-1, *[1] * (g.dim() - 1))).sum(0)
+        for start in range(0, len(inputs[0]), chunk):
+            yield start, per_example(params, *[t[start : start + chunk] for t in inputs])
     finally:
         # functional_call leaves a plain tensor in place of the parameter of a layer reachable
         # by two paths (pytorch/pytorch#164759); the optimiser would no longer train it.
         for name, p in originals:
             owner, _, leaf = name.rpartition(".")
             model.get_submodule(owner)._parameters[leaf] = p
+
+
+def _vmapped(model: nn.Module, x: torch.Tensor, y: torch.Tensor, logit_bias: torch.Tensor, weights: torch.Tensor,
+             chunk: int) -> dict[str, torch.Tensor]:
+    def loss_one(p, xi, yi, bi):
+        logits = functional_call(model, p, (xi.unsqueeze(0),)) + bi
+        return F.cross_entropy(logits, yi.unsqueeze(0))
+
+    sums = {n: torch.zeros_like(p) for n, p in model.named_parameters()}
+    for start, grads in vmapped_gradients(model, loss_one, (x, y, logit_bias), chunk):
+        wb = weights[start : start + len(next(iter(grads.values())))]
+        for n, g in grads.items():
+            sums[n] += (g.square() * wb.view(-1, *[1] * (g.dim() - 1))).sum(0)
     return sums
 
 

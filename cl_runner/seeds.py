@@ -35,6 +35,7 @@ class Stream(IntEnum):
     GDUMB_STORE = 16  # what GDumb's memory keeps
     GDUMB_INIT = 17  # GDumb's re-initialisation
     REPLAY_BATCH = 18  # replay.mix=batch's memory batches
+    MAS_SAMPLES = 19  # which examples estimate MAS's importance (mas.samples)
 
 
 def generator(seed: int, task: int, purpose: Stream, device: torch.device | str = "cpu") -> torch.Generator:

@@ -199,7 +199,7 @@ def test_gdumb_reinitialisation_resets_batchnorm():
 
 # --- every strategy on every model ----------------------------------------------------------
 
-STRATEGIES = ["naive", "replay", "cumulative", "ewc", "ewc_replay", "si", "lwf", "agem", "der", "derpp", "icarl", "gdumb"]
+STRATEGIES = ["naive", "replay", "cumulative", "ewc", "ewc_replay", "si", "mas", "rwalk", "lwf", "agem", "der", "derpp", "icarl", "gdumb"]
 # The MLP runs every strategy in test_zoo.py; here the BatchNorm models, and multi heads.
 MODELS = {"resnet18": ("model=resnet18", "model.width=4"),
           "cnn_multi": ("model=cnn", "model.blocks=2", "model.width=8", "model.head=multi")}
@@ -236,7 +236,7 @@ def _image_benchmark(scenario: str) -> benchmarks.Benchmark:
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_every_strategy_trains_every_model(strategy, model_name, one_thread):
     scenario = "task" if model_name == "cnn_multi" else "class"
-    cfg = compose_cfg([f"strategy={strategy}", *MODELS[model_name], f"scenario={scenario}", "gdumb.memory_size=60", "ewc.alpha=1",
+    cfg = compose_cfg([f"strategy={strategy}", *MODELS[model_name], f"scenario={scenario}", "gdumb.memory_size=60", "ewc.alpha=1", "mas.alpha=0.01",
                        "agem.batch_size=16", "der.batch_size=16", "icarl.per_class=5", "ewc.fisher=expected"])
     bench = _image_benchmark(scenario)
     torch.manual_seed(0)

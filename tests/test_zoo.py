@@ -548,7 +548,7 @@ def test_bad_strategy_values_name_the_key(overrides, key):
 
 
 def test_every_strategy_file_composes_and_validates():
-    for name in ("cumulative", "si", "lwf", "agem", "der", "derpp", "icarl", "gdumb"):
+    for name in ("cumulative", "si", "mas", "rwalk", "lwf", "agem", "der", "derpp", "icarl", "gdumb"):
         for scenario in ("class", "task", "domain"):
             overrides = [f"strategy={name}", f"scenario={scenario}", "experiment=split_mnist_protocol"]
             assert config_error(overrides) is None
@@ -566,8 +566,8 @@ def test_every_strategy_file_composes_and_validates():
 
 # Every strategy once, half under class-IL and half under task-IL (where memory batches need
 # their task ids for the masks); one multirun per scenario, so the imports are paid twice, not 12 times.
-STRATEGIES = {"class": ["naive", "cumulative", "si", "replay", "der", "icarl"],
-              "task": ["joint", "ewc", "lwf", "agem", "derpp", "gdumb"]}
+STRATEGIES = {"class": ["naive", "cumulative", "si", "replay", "der", "icarl", "rwalk"],
+              "task": ["joint", "ewc", "lwf", "agem", "derpp", "gdumb", "mas"]}
 
 
 @pytest.mark.slow

@@ -9,7 +9,7 @@ schedule rather than a plugin (one model trained once on the union of the tasks,
 One module per plugin, holding its config dataclass beside its code and registering both
 (`@PLUGINS.register(name, Config)`); every module of this package is imported here, so a
 new method is one module and one YAML file. The classic strategies (paper in each
-docstring): `cumulative`, `si`, `lwf`, `agem`, `der` (DER and DER++), `icarl`, `gdumb`, plus
+docstring): `cumulative`, `si`, `mas`, `rwalk`, `lwf`, `agem`, `der` (DER and DER++), `icarl`, `gdumb`, plus
 `replay` and `ewc`. The rehearsal ones share the bounded memories of `memory.py`, the
 regularisation ones the anchors of `anchors.py`. Combinable where the method allows, e.g.
 `strategy.plugins=[si,replay]` or `[lwf,der]`; `gdumb` replaces the training set and
