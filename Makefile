@@ -14,8 +14,10 @@ DATASET ?= mnist
 DATA_DIR ?= data/$(DATASET)
 # A local copy of the four MNIST files; used instead of the internet when it exists.
 MNIST_MIRROR ?= ../shared/data/mnist
+# Debian's package dataset-fashion-mnist (apt-get install dataset-fashion-mnist): the official files, re-gzipped; used instead of the internet when it exists.
+FASHION_MNIST_MIRROR ?= /usr/share/datasets/fashion-mnist
 # Where `make data` fetches from instead of the official URLs: a folder or a base URL.
-MIRROR ?= $(if $(filter mnist,$(DATASET)),$(MNIST_MIRROR))
+MIRROR ?= $(if $(filter mnist,$(DATASET)),$(MNIST_MIRROR),$(if $(filter fashion_mnist,$(DATASET)),$(FASHION_MNIST_MIRROR)))
 ARGS ?=
 # cl-run's data.root default is $CL_RUNNER_DATA/<source>: the folder that holds one folder per data set.
 export CL_RUNNER_DATA ?= $(abspath data)
@@ -39,7 +41,7 @@ needs = @$(PYTHON) tools/installed.py $(1) || $(MAKE) --no-print-directory insta
 help: ## List every target
 	@grep -E '^[a-zA-Z_%-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | awk -F'\t' '{printf "  make %-16s %s\n", $$1, $$2}'
 	@echo "  make exp-NAME         one notebook experiment: $(EXPERIMENTS)"
-	@echo "Variables: PYTHON DATASET DATA_DIR MIRROR MNIST_MIRROR TORCH_VERSION TORCH_PIP_FLAGS EXTRAS CLUSTER_TESTS ARGS (extra cl-run overrides); sweeps: LAUNCHER SEEDS REPLAY_SHARES EWC_ALPHAS SWEEP_REPLAY_DIR SWEEP_EWC_DIR; zoo: ZOO_SEEDS ZOO_DIR"
+	@echo "Variables: PYTHON DATASET DATA_DIR MIRROR MNIST_MIRROR FASHION_MNIST_MIRROR TORCH_VERSION TORCH_PIP_FLAGS EXTRAS CLUSTER_TESTS ARGS (extra cl-run overrides); sweeps: LAUNCHER SEEDS REPLAY_SHARES EWC_ALPHAS SWEEP_REPLAY_DIR SWEEP_EWC_DIR; zoo: ZOO_SEEDS ZOO_DIR"
 
 install: ## Install cl-runner (editable) with EXTRAS (dev,docs) into the active Python; torch==TORCH_VERSION first unless one is installed
 	@if $(PYTHON) -c "import torch" 2>/dev/null; then \
@@ -53,7 +55,7 @@ install-clusters: ## For the real-cluster tests: Slurm + munge (apt-get, as root
 	bash tests/cluster/install-slurm.sh
 	$(PYTHON) -m pip install -e ".[dev,ray]"
 
-data: ## Put DATASET (default mnist) in DATA_DIR, fetched from MIRROR (a folder or URL) when it is one, else the internet, and verify it
+data: ## Put DATASET (default mnist) in DATA_DIR, fetched from MIRROR (a folder or URL; for mnist and fashion_mnist a local copy) when it is one, else the internet, and verify it
 	@$(PYTHON) -m cl_runner.sources $(DATASET) $(DATA_DIR) $(if $(or $(findstring ://,$(MIRROR)),$(wildcard $(MIRROR))),--mirror $(MIRROR))
 
 docs: ## Rewrite the docs' generated parts (docs/gen_pages.py), then build the site into site/ (mkdocs build --strict)
@@ -62,10 +64,12 @@ docs: ## Rewrite the docs' generated parts (docs/gen_pages.py), then build the s
 	$(PYTHON) -m mkdocs build --strict
 
 # The whole suite, the docs' strict build and their command lines included (tests/test_docs.py).
-# Slurm and munge as CLUSTER_TESTS says; pytest's own exit code is make test's.
-test: ## Install what the suite needs where missing (dev, ray, docs extras; Slurm + munge as root), fetch MNIST, run every test
+# Slurm and munge as CLUSTER_TESTS says; Debian's Fashion-MNIST for its slow test where apt-get
+# can install it (else that test skips, and fails under CI=true); pytest's own exit code is make test's.
+test: ## Install what the suite needs where missing (dev, ray, docs extras; Slurm + munge and Debian's Fashion-MNIST as root), fetch MNIST, run every test
 	$(call needs,dev$(comma)ray$(comma)docs)
 	@$(MAKE) --no-print-directory data
+	@bash tests/install-fashion-mnist.sh || echo "make test: without Debian's Fashion-MNIST (see above): its test skips (fails under CI=true)"
 	@set --; \
 	if [ "$(CLUSTER_TESTS)" = no ] || ! bash tests/cluster/install-slurm.sh; then \
 		if [ "$(CLUSTER_TESTS)" = yes ]; then echo "make test: Slurm and munge are needed (CLUSTER_TESTS=yes)" >&2; exit 1; fi; \

@@ -1,12 +1,14 @@
 """The docs' other generated tables: exit codes (cl_runner/errors.py), make targets and their
 variables (the Makefile's `## ` lines and `?=` defaults), `cl-run --help` (its template in conf/),
-and the measured speed (every bench/results-*.json and bench/startup-*.json, so a new device's
-file, e.g. results-cuda.json, gets its own table). See gen_pages.py for how parts are marked.
+the measured speed (every bench/results-*.json and bench/startup-*.json, so a new device's
+file, e.g. results-cuda.json, gets its own table) and the accuracies measured on real Split
+Fashion-MNIST (docs/results/split-fashion-mnist.csv). See gen_pages.py for how parts are marked.
 """
 
 from __future__ import annotations
 
 import ast
+import csv
 import json
 import re
 from pathlib import Path
@@ -162,6 +164,36 @@ def bench_load() -> str:
     return "\n".join(out) or "No `bench/load-*.json` yet: `make bench-load` writes one."
 
 
+FASHION_CSV = REPO / "docs" / "results" / "split-fashion-mnist.csv"
+FASHION_TASKS = ["T-shirt/trouser", "pullover/dress", "coat/sandal", "shirt/sneaker", "bag/ankle boot"]
+
+
+def _cell(value: str) -> str:
+    """Three decimals ("—" where the run has no such number: joint's one stage has no forgetting)."""
+    if not value:
+        return "—"
+    number = float(value)
+    return f"{0.0 if abs(number) < 5e-4 else number:.3f}"  # never "-0.000"
+
+
+def fashion_results() -> str:
+    """One table per scenario of docs/results/split-fashion-mnist.csv (cl-report's runs.csv of the
+    sweep, less its paths): each strategy's final test accuracy per task, mean, forgetting, BWT."""
+    rows = list(csv.DictReader(FASHION_CSV.open()))
+    out = []
+    for scenario in dict.fromkeys(r["scenario"] for r in rows):
+        out += [f"**`scenario={scenario}`**", "",
+                "| strategy | " + " | ".join(f"task {j} ({name})" for j, name in enumerate(FASHION_TASKS))
+                + " | mean | forgetting | BWT | training s |", "|---|" + "---:|" * (len(FASHION_TASKS) + 4)]
+        for r in (r for r in rows if r["scenario"] == scenario):
+            accs = " | ".join(_cell(r[f"final_acc_task{j}"]) for j in range(len(FASHION_TASKS)))
+            strategy = f"{r['strategy']}, `{r['overrides']}`" if r["overrides"] else r["strategy"]
+            out.append(f"| {strategy} | {accs} | **{_cell(r['average_accuracy'])}** | {_cell(r['forgetting'])} | "
+                       f"{_cell(r['backward_transfer'])} | {float(r['seconds']):.1f} |")
+        out.append("")
+    return "\n".join(out)
+
+
 def _summary(path: Path) -> str:
     doc = ast.get_docstring(ast.parse(path.read_text())) or ""
     first = doc.split("\n\n")[0].replace("\n", " ").strip()
@@ -183,4 +215,4 @@ def code_layout() -> str:
 
 GENERATORS = {"exit-codes": exit_codes, "make-targets": make_targets, "make-variables": make_variables,
               "cli-help": cli_help, "code-layout": code_layout, "bench-training": bench_training, "bench-startup": bench_startup,
-              "bench-load": bench_load}
+              "bench-load": bench_load, "fashion-results": fashion_results}

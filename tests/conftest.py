@@ -1,7 +1,11 @@
 """Shared test fixtures: config composition, real MNIST, and tiny generated IDX data.
 
 Real MNIST comes from $CL_RUNNER_DATA/mnist or the repository's data/mnist (`make data` fills it
-from ../shared/data/mnist); a test that needs it fails, never skips, when it is missing.
+from ../shared/data/mnist); a test that needs it fails, never skips, when it is missing. Real
+Fashion-MNIST comes from $CL_RUNNER_DATA/fashion_mnist (`make data DATASET=fashion_mnist`), else
+from Debian's package dataset-fashion-mnist (`make test` installs it as root where apt-get can),
+fetched and checked into a temporary folder; without either a test that needs it skips, saying
+so, except under CI=true, where it fails.
 
 Tests never reach the network: a download goes to the test's own server on 127.0.0.1 or its
 own folder (tests/test_download.py), and any other one to a loopback port where nothing
@@ -71,6 +75,44 @@ def real_mnist_root() -> Path:
 @pytest.fixture(scope="session")
 def mnist_root() -> Path:
     return real_mnist_root()
+
+
+FASHION_MNIST_DEBIAN = Path("/usr/share/datasets/fashion-mnist")  # Debian's package dataset-fashion-mnist
+IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+
+
+def under_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("true", "1", "yes")  # as the Makefile reads it
+
+
+def debian_fashion_mnist(elsewhere: Path | None = None) -> Path:
+    """Debian's Fashion-MNIST folder; skip when it is missing (fail under CI=true). `elsewhere`:
+    a folder that was looked in first, named in the message."""
+    if not all((FASHION_MNIST_DEBIAN / f"{stem}.gz").is_file() for stem in IDX_FILES):
+        looked = f"in {elsewhere} nor {FASHION_MNIST_DEBIAN}" if elsewhere else f"in {FASHION_MNIST_DEBIAN}"
+        message = (f"real Fashion-MNIST not found {looked}: apt-get install dataset-fashion-mnist (as root; "
+                   f"`make test` does it where it can)" + (", or `make data DATASET=fashion_mnist`" if elsewhere else ""))
+        if under_ci():
+            pytest.fail(f"{message} (CI=true: required)")
+        pytest.skip(message)
+    return FASHION_MNIST_DEBIAN
+
+
+@pytest.fixture(scope="session")
+def fashion_mnist_root(tmp_path_factory) -> Path:
+    """The folder of the real Fashion-MNIST: $CL_RUNNER_DATA/fashion_mnist when it holds the four
+    files, else a temporary folder filled from Debian's package by `make data`'s command (which
+    checks every file's checksum). Neither there: skip, or fail under CI=true."""
+    root = Path(os.environ.get("CL_RUNNER_DATA", REPO / "data")) / "fashion_mnist"
+    if all(any(root.glob(f"{stem}*")) for stem in IDX_FILES):
+        return root
+    debian_fashion_mnist(elsewhere=root)
+    target = tmp_path_factory.mktemp("fashion_mnist")
+    command = [sys.executable, "-m", "cl_runner.sources", "fashion_mnist", str(target), "--mirror", str(FASHION_MNIST_DEBIAN)]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=300)
+    if result.returncode != 0:
+        pytest.fail(f"{' '.join(command)} failed ({result.returncode}): {result.stderr.strip()}")
+    return target
 
 
 def config_error(overrides: list[str]):

@@ -12,6 +12,7 @@ import functools
 import gzip
 import http.server
 import os
+import shlex
 import subprocess
 import sys
 import threading
@@ -24,7 +25,7 @@ from cl_runner import sources
 from cl_runner.sources import cache
 from cl_runner.errors import DataError
 
-from .conftest import NO_MIRROR, REPO
+from .conftest import FASHION_MNIST_DEBIAN, NO_MIRROR, REPO, debian_fashion_mnist
 from .standins import IDX_STEMS, with_checksums, write_cifar, write_idx_folder
 
 
@@ -155,6 +156,37 @@ def test_folder_mirror_and_the_command_line(tmp_path, mnist_root):
     missing = subprocess.run(elsewhere, capture_output=True, text=True, cwd=REPO, timeout=120)
     assert missing.returncode == 3 and missing.stderr.count("\n") == 1
     assert f"mirror {tmp_path / 'nowhere'} is not a folder" in missing.stderr
+
+
+def test_debian_fashion_mnist_passes_the_official_content_checksums(tmp_path):
+    """Debian's dataset-fashion-mnist (re-gzipped, so not Zalando's .gz MD5s) as `make data
+    DATASET=fashion_mnist` fetches it: every file checked by the MD5 of its content."""
+    mirror = debian_fashion_mnist()
+    target = tmp_path / "fashion_mnist"
+    command = [sys.executable, "-m", "cl_runner.sources", "fashion_mnist", str(target), "--mirror", str(mirror)]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == (f"fashion_mnist in {target}: 60000 training and 10000 test images of shape "
+                                     "(1, 28, 28), 10 classes; checksums OK")
+    assert _leftovers(target) == sorted(f"{stem}.gz" for stem in IDX_STEMS)
+
+
+def _make_data(*args: str) -> list[str]:
+    """The command `make data` would run with these variables (make -n: nothing runs)."""
+    result = subprocess.run(["make", "-n", "--no-print-directory", f"PYTHON={sys.executable}", "data", *args],
+                            capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return shlex.split(result.stdout.strip().splitlines()[-1])
+
+
+def test_make_data_takes_debian_s_fashion_mnist_folder_as_its_mirror_when_it_exists(tmp_path):
+    assert _make_data("DATASET=fashion_mnist", f"FASHION_MNIST_MIRROR={tmp_path}")[-4:] == [
+        "fashion_mnist", "data/fashion_mnist", "--mirror", str(tmp_path)]
+    assert "--mirror" not in _make_data("DATASET=fashion_mnist", f"FASHION_MNIST_MIRROR={tmp_path / 'none'}")
+    assert "--mirror" not in _make_data("DATASET=kmnist", f"FASHION_MNIST_MIRROR={tmp_path}")
+    assert _make_data("DATASET=fashion_mnist", f"MIRROR={tmp_path}")[-1] == str(tmp_path)  # MIRROR still wins
+    default = _make_data("DATASET=fashion_mnist")
+    assert (default[-2:] == ["--mirror", str(FASHION_MNIST_DEBIAN)]) == FASHION_MNIST_DEBIAN.is_dir()
 
 
 def test_the_tests_cannot_reach_beyond_loopback(tmp_path):

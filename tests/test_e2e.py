@@ -1,4 +1,5 @@
-"""`cl-run` end to end on real MNIST with few epochs: the files, and forgetting itself."""
+"""`cl-run` end to end on real MNIST (and real Fashion-MNIST) with few epochs: the files, and
+forgetting itself."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import json
 
 import pandas as pd
 import pytest
+import yaml
 
 from cl_runner.run import run
 
@@ -77,3 +79,25 @@ def test_permuted_mnist_domain_il(mnist_root, tmp_path):
     assert summary["final_test_acc"][-1] > 0.8
     log = pd.read_csv(tmp_path / "train_log.csv")
     assert log.groupby("train_task").size().tolist() == [1, 1, 1]  # 60 iterations < one epoch of 190 batches
+
+
+def test_a_cnn_learns_the_first_task_of_real_split_fashion_mnist(fashion_mnist_root, tmp_path):
+    """`cl-run dataset=split_fashion_mnist model=cnn` on Zalando's files (from Debian's package):
+    its first two tasks, 20 steps of 128 images each (about 20 s on 2 cores). Measured on
+    2026-12-03: 0.979 on task 0 (T-shirt/top vs trouser) after it, from 0.000 untrained; then
+    0.000 on task 0 and 0.934 on task 1 (pullover vs dress) once naive training moved on."""
+    out = tmp_path / "run"
+    result = cl_run("dataset=split_fashion_mnist", "dataset.tasks=[[0,1],[2,3]]", "model=cnn", f"data.root={fashion_mnist_root}",
+                    "train.iterations=20", "train.batch_size=128", "train.eval_batch_size=1000", "train.progress=false",
+                    f"hydra.run.dir={out}")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    assert summary["status"] == "completed" and summary["tasks"] == ["0-1", "2-3"]
+    assert config["dataset"]["source"] == "fashion_mnist" and config["data"]["verify"] is True
+    metrics = pd.read_csv(out / "metrics.csv")
+    untrained = metrics[(metrics.train_task == -1) & (metrics.split == "test") & (metrics.eval_task == 0)].acc.item()
+    after_task0, after_task1 = summary["accuracy_matrix"]
+    assert after_task0[0] > 0.9 and after_task0[0] > untrained + 0.5  # task 0 learnt, far above the untrained model
+    assert metrics[metrics.split == "test"].examples.tolist() == [2000] * 6  # the real test set: 1,000 per class
+    assert after_task1[1] > 0.8 and after_task1[0] < 0.2  # task 1 learnt, task 0 forgotten (class-IL, naive)

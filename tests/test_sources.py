@@ -41,27 +41,39 @@ def test_idx_family_loads_stand_ins(name, tmp_path):
     assert sources.SOURCES[name].shape == (1, 28, 28) and arrays.train_x.flags.writeable
 
 
-def test_mnist_checksum_is_of_the_content_so_a_regzipped_copy_passes(tmp_path, monkeypatch):
+@pytest.mark.parametrize("name", ["mnist", "fashion_mnist"])
+def test_checksum_is_of_the_content_so_a_regzipped_copy_passes(name, tmp_path, monkeypatch):
+    # Fashion-MNIST as Debian packages it: the official content, re-gzipped with no file name
+    # in the gzip header (mtime 0 too), so its .gz files differ from Zalando's byte for byte.
     write_idx_folder(tmp_path / "a")
-    monkeypatch.setitem(sources.SOURCES, "mnist", with_checksums(sources.SOURCES["mnist"], tmp_path / "a"))
+    monkeypatch.setitem(sources.SOURCES, name, with_checksums(sources.SOURCES[name], tmp_path / "a"))
+    assert sources.SOURCES[name].files[0].md5_of == "content"
     (tmp_path / "b").mkdir()
     for stem in IDX_STEMS:  # the same content, compressed differently
         content = gzip.decompress((tmp_path / "a" / f"{stem}.gz").read_bytes())
-        (tmp_path / "b" / f"{stem}.gz").write_bytes(gzip.compress(content, compresslevel=1))
+        (tmp_path / "b" / f"{stem}.gz").write_bytes(gzip.compress(content, compresslevel=1, mtime=0))
         assert (tmp_path / "b" / f"{stem}.gz").read_bytes() != (tmp_path / "a" / f"{stem}.gz").read_bytes()
-    assert len(sources.load("mnist", tmp_path / "b", download=False, verify=True).train_y) == 30
+    assert len(sources.load(name, tmp_path / "b", download=False, verify=True).train_y) == 30
+    # A gunzipped copy is checked too; an altered one fails, gzipped or not.
+    path = tmp_path / "b" / "t10k-labels-idx1-ubyte"
+    path.write_bytes(gzip.decompress(path.with_suffix(".gz").read_bytes()))
+    path.with_suffix(".gz").unlink()
+    assert len(sources.load(name, tmp_path / "b", download=False, verify=True, cached=False).test_y) == 30
+    path.write_bytes(path.read_bytes()[:-1] + bytes([(path.read_bytes()[-1] + 1) % 10]))
+    with pytest.raises(DataError, match=r"t10k-labels-idx1-ubyte fails its checksum \(md5 of the uncompressed content"):
+        sources.load(name, tmp_path / "b", download=False, verify=True)
 
 
-def test_fashion_checksum_is_of_the_gz_file_and_a_raw_copy_cannot_be_verified(tmp_path, monkeypatch):
+def test_kmnist_checksum_is_of_the_gz_file_and_a_raw_copy_cannot_be_verified(tmp_path, monkeypatch):
     write_idx_folder(tmp_path)
-    monkeypatch.setitem(sources.SOURCES, "fashion_mnist", with_checksums(sources.SOURCES["fashion_mnist"], tmp_path))
-    assert len(sources.load("fashion_mnist", tmp_path, download=False, verify=True).test_y) == 30
+    monkeypatch.setitem(sources.SOURCES, "kmnist", with_checksums(sources.SOURCES["kmnist"], tmp_path))
+    assert len(sources.load("kmnist", tmp_path, download=False, verify=True).test_y) == 30
     path = tmp_path / "t10k-labels-idx1-ubyte"
     path.write_bytes(gzip.decompress((tmp_path / "t10k-labels-idx1-ubyte.gz").read_bytes()))
     (tmp_path / "t10k-labels-idx1-ubyte.gz").unlink()
     with pytest.raises(DataError, match="gunzipped copy cannot be checked"):
-        sources.load("fashion_mnist", tmp_path, download=False, verify=True)
-    assert len(sources.load("fashion_mnist", tmp_path, download=False, verify=False).test_y) == 30
+        sources.load("kmnist", tmp_path, download=False, verify=True)
+    assert len(sources.load("kmnist", tmp_path, download=False, verify=False).test_y) == 30
 
 
 def test_stand_ins_fail_the_real_checksums(tmp_path):

@@ -5,10 +5,13 @@ Each is four files with the same names (`train-images-idx3-ubyte`, `train-labels
 short header and raw bytes: two zero bytes, a type code (0x08 = uint8), the number of
 dimensions, then one big-endian uint32 per dimension.
 
-Checksums: MNIST's are of the uncompressed content, so a re-gzipped copy (its mirrors,
-../shared/data/mnist) passes but an altered one never does. Fashion-MNIST's and KMNIST's
-are those their publishers list, of the .gz files; a raw (gunzipped) copy of those cannot
-be checked, so it is refused unless data.verify=false.
+Checksums: MNIST's and Fashion-MNIST's are of the uncompressed content, so a re-gzipped copy
+(MNIST's mirrors and ../shared/data/mnist; Debian's package of Fashion-MNIST) or a gunzipped
+one passes but an altered one never does. KMNIST's are those its publisher lists, of the .gz
+files; a raw (gunzipped) copy of those cannot be checked, so it is refused unless
+data.verify=false. The recorded sizes are those of the official .gz downloads: they only tell
+`--list` how much a download takes, and never accept or refuse a file (a re-gzipped copy's
+size differs).
 """
 
 from __future__ import annotations
@@ -128,16 +131,23 @@ _idx_source(
     (("6bbc9ace898e44ae57da46a324031adb", 9912422), ("a25bea736e30d166cdddb491f175f624", 28881),
      ("2646ac647ad5339dbf082846283269ea", 1648877), ("27ae3e4e09519cfbb04c329615203637", 4542)),
 )
-# MD5s of the .gz files from the table in zalandoresearch/fashion-mnist's README (torchvision's agree).
+# MD5s of the uncompressed IDX files, computed from Debian's package dataset-fashion-mnist
+# (0.0~git20200523.55506a9-1, files in /usr/share/datasets/fashion-mnist/), whose content is
+# Zalando's: its .gz files differ from Zalando's (MD5s 8d4fb7e6c68d591d4c3dfef9ec88bf0d,
+# 25c81989df183df01b3e8a0aad5dffbe, bef4ecab320f06d8554ea6380940ec79, bb300cfdad3c16e7a12a480ee83cd310
+# in zalandoresearch/fashion-mnist's README) only because Debian re-gzipped them without the
+# original file name in the gzip header (each is 23-24 bytes shorter; loaders elsewhere list
+# these same content MD5s beside Zalando's .gz MD5s). Checking the content accepts both.
+# Sizes: Zalando's .gz files (from that README's table; torchvision's agree).
 _idx_source(
     "fashion_mnist", "Fashion-MNIST: Zalando article images in 10 classes, 28x28 grey, 60,000 train / 10,000 test",
     "https://github.com/zalandoresearch/fashion-mnist",
     "MIT (Zalando SE)",
-    "file",
+    "content",
     ("https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/",
      "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"),
-    (("8d4fb7e6c68d591d4c3dfef9ec88bf0d", 26421880), ("25c81989df183df01b3e8a0aad5dffbe", 29515),
-     ("bef4ecab320f06d8554ea6380940ec79", 4422102), ("bb300cfdad3c16e7a12a480ee83cd310", 5148)),
+    (("f4a8712d7a061bf5bd6d2ca38dc4d50a", 26421880), ("9018921c3c673c538a1fc5bad174d6f9", 29515),
+     ("8181f5470baa50b63fa0f6fddb340f0a", 4422102), ("15d484375f8d13e6eb1aabb0c3f46965", 5148)),
 )
 # MD5s of the .gz files as in torchvision's KMNIST class (the files are served by ROIS-CODH).
 _idx_source(
