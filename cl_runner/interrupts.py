@@ -47,16 +47,25 @@ def describe(err: KeyboardInterrupt) -> str:
 
 
 @contextmanager
-def ignored():
-    if threading.current_thread() is not threading.main_thread():  # only the main thread handles signals
+def handlers_set(handlers: dict):
+    """Set these signal handlers ({signal: handler}) for the block, and put back the ones they
+    replaced when it ends. Outside the main thread, where no handler runs (and Python refuses
+    to set one), nothing is changed. A handler set outside Python (None) comes back as the default."""
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in SIGNALS}
+    previous = {sig: signal.signal(sig, handler) for sig, handler in handlers.items()}
     try:
         yield
     finally:
         for sig, handler in previous.items():
-            signal.signal(sig, handler)
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+
+
+@contextmanager
+def ignored():
+    with handlers_set({sig: signal.SIG_IGN for sig in SIGNALS}):
+        yield
 
 
 class Hold:
@@ -83,19 +92,8 @@ def holding():
     docstring). A signal set to be ignored (SIGINT in a shell's background job) stays ignored;
     outside the main thread, where no handler runs, the block runs as it is."""
     hold = Hold()
-    if threading.current_thread() is not threading.main_thread():
+    with handlers_set({sig: hold.handle for sig in SIGNALS if signal.getsignal(sig) is not signal.SIG_IGN}):
         yield hold
-        return
-    previous = {sig: signal.getsignal(sig) for sig in SIGNALS}  # None: set outside Python, taken as the default
-    previous = {sig: signal.SIG_DFL if handler is None else handler for sig, handler in previous.items()
-                if handler is not signal.SIG_IGN}
-    for sig in previous:
-        signal.signal(sig, hold.handle)
-    try:
-        yield hold
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 @contextmanager

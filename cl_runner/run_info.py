@@ -28,8 +28,9 @@ from .schedule import JointConfig, plan
 from .strategies import PLUGINS
 
 # The knob that sets each method's strength or memory: shown even at its default value.
-_ALWAYS_SHOWN = {"ewc": ("alpha",), "si": ("c",), "lwf": ("alpha",), "replay": ("share",), "agem": ("per_class",),
-                 "der": ("alpha", "memory_size"), "icarl": ("per_class",), "gdumb": ("memory_size",)}
+_ALWAYS_SHOWN = {"ewc": ("alpha",), "si": ("c",), "mas": ("alpha",), "rwalk": ("alpha",), "lwf": ("alpha",),
+                 "replay": ("share",), "agem": ("per_class",), "der": ("alpha", "memory_size"), "icarl": ("per_class",),
+                 "gdumb": ("memory_size",)}
 
 
 @dataclass

@@ -376,8 +376,11 @@ def test_a_finished_run_is_never_overwritten_without_overwrite(tmp_path, tiny_mn
 def test_a_second_process_never_writes_a_folder_in_use(tmp_path, mnist_root):
     out = tmp_path / "run"
     first = start([*RUN, f"data.root={mnist_root}", f"hydra.run.dir={out}"])
-    wait_for(first, lambda: (out / ".hydra" / "overrides.yaml").exists(), "first run's .hydra")
+    # Task 0's first epoch: .hydra/ is whole by then (Hydra writes its files in place, so a
+    # read as soon as one exists may find it empty).
+    wait_for(first, training(out, 0), "first run's first epoch")
     record = (out / ".hydra" / "overrides.yaml").read_bytes()
+    assert b"data.root=" in record
     second = run_cl([*RUN, "seed=5", f"data.root={mnist_root}", f"hydra.run.dir={out}"])
     assert second.returncode == EXIT_CONFIG
     line = one_line(second.stderr)

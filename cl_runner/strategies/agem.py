@@ -27,7 +27,7 @@ from ..checks import Node
 from ..examples import Examples
 from ..seeds import Stream
 from .base import PLUGINS, Plugin, RunContext, task_examples
-from .memory import Memory, Policy, check_memory
+from .memory import Memory, MemoryPlugin, Policy, check_memory
 
 
 @dataclass
@@ -55,7 +55,7 @@ def project(grads: list[torch.Tensor], ref: list[torch.Tensor], eps: float = 1e-
 
 
 @PLUGINS.register("agem", AGEMConfig)
-class AGEMPlugin(Plugin):
+class AGEMPlugin(MemoryPlugin, Plugin):
     def __init__(self, cfg):
         super().__init__(cfg)
         self.memory = Memory(cfg.policy, cfg.memory_size, cfg.per_class)
@@ -100,8 +100,8 @@ class AGEMPlugin(Plugin):
                 "agem_projected_steps": self.projected}
 
     def state_dict(self) -> dict:
-        return {"memory": self.memory.state_dict(), "projected": torch.tensor(self.projected)}
+        return {**super().state_dict(), "projected": torch.tensor(self.projected)}
 
     def load_state_dict(self, state: dict) -> None:
-        self.memory.load_state_dict(state["memory"])
+        super().load_state_dict(state)
         self.projected = int(state["projected"])

@@ -26,7 +26,7 @@ from ..checks import Node
 from ..examples import Examples
 from ..seeds import Stream
 from .base import PLUGINS, Plugin, RunContext
-from .memory import Memory, Policy, check_memory
+from .memory import Memory, MemoryPlugin, Policy, check_memory
 
 
 @dataclass
@@ -49,7 +49,7 @@ class DERConfig(Node):
 
 
 @PLUGINS.register("der", DERConfig)
-class DERPlugin(Plugin):
+class DERPlugin(MemoryPlugin, Plugin):
     loss_names = ("der", "derpp")
 
     def __init__(self, cfg):
@@ -83,9 +83,3 @@ class DERPlugin(Plugin):
         stored = self.memory.data.task if len(self.memory) else torch.empty(0, dtype=torch.long)
         return {"der_memory_examples": len(self.memory), "der_memory_per_task": torch.bincount(stored).tolist(),
                 "der_examples_seen": self.memory.seen}
-
-    def state_dict(self) -> dict:
-        return {"memory": self.memory.state_dict()}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.memory.load_state_dict(state["memory"])

@@ -25,7 +25,7 @@ from ..checks import Node
 from ..examples import Examples
 from ..seeds import Stream
 from .base import PLUGINS, Plugin, RunContext
-from .memory import Memory, Policy, check_memory
+from .memory import Memory, MemoryPlugin, Policy, check_memory
 
 
 @dataclass
@@ -55,7 +55,7 @@ def reinitialise(model: torch.nn.Module, generator: torch.Generator) -> None:
 
 
 @PLUGINS.register("gdumb", GDumbConfig)
-class GDumbPlugin(Plugin):
+class GDumbPlugin(MemoryPlugin, Plugin):
     def __init__(self, cfg):
         super().__init__(cfg)
         self.memory = Memory(Policy.class_balanced, cfg.memory_size, cfg.per_class)
@@ -71,9 +71,3 @@ class GDumbPlugin(Plugin):
 
     def summary(self) -> dict:
         return {"gdumb_memory_examples": len(self.memory), "gdumb_memory_per_class": self.memory.per_class_counts()}
-
-    def state_dict(self) -> dict:
-        return {"memory": self.memory.state_dict()}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.memory.load_state_dict(state["memory"])

@@ -233,3 +233,16 @@ def check_memory(node: Node, policies: tuple[str, ...] = ("reservoir", "class_ba
         raise ConfigError(f"{name}.memory_size", None, f"{name}.policy=reservoir needs a memory size (an integer >= 1)")
     if policy == "class_balanced" and node.memory_size is None and per_class is None:
         raise ConfigError(f"{name}.memory_size", None, f"{name}.policy=class_balanced needs {name}.memory_size or {name}.per_class")
+
+
+class MemoryPlugin:
+    """For a plugin whose state is its `Memory`, `self.memory`: the checkpoint's part of it
+    (mixed in before `Plugin`, so these replace its no-op methods)."""
+
+    memory: Memory
+
+    def state_dict(self) -> dict:
+        return {"memory": self.memory.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.memory.load_state_dict(state["memory"])

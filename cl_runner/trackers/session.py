@@ -29,7 +29,6 @@ import contextlib
 import json
 import logging
 import signal
-import threading
 from collections import defaultdict
 from pathlib import Path
 
@@ -37,6 +36,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import OmegaConf
 
+from .. import interrupts
 from ..records import write_json
 from .base import SUMMARY_METRICS, TRACKERS, Outcome, RunInfo, Tracker, TrackerError
 
@@ -135,9 +135,6 @@ def _one_line(err: Exception, limit: int = 300) -> str:
 def _interrupts_held():
     """Hold SIGINT and SIGTERM, where a Python handler takes them, until the block ends, then
     hand the first one to that handler; a second one is handed over at once."""
-    if threading.current_thread() is not threading.main_thread():  # only the main thread handles signals
-        yield
-        return
     handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     handlers = {sig: handler for sig, handler in handlers.items() if callable(handler)}  # not SIG_IGN, SIG_DFL
     pending = []
@@ -148,12 +145,9 @@ def _interrupts_held():
             handlers[signum](signum, frame)
         pending.append(signum)
 
-    for sig in handlers:
-        signal.signal(sig, hold)
     try:
-        yield
+        with interrupts.handlers_set({sig: hold for sig in handlers}):  # the main thread's only
+            yield
     finally:
-        for sig, handler in handlers.items():
-            signal.signal(sig, handler)
         if pending:
             handlers[pending[0]](pending[0], None)
