@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 STRATEGIES = ["naive", "joint", "cumulative", "replay", "ewc", "ewc_replay", "si", "lwf", "agem", "der", "derpp",
-              "icarl", "gdumb"]
+              "icarl", "gdumb", "mas", "rwalk"]
 COMMON = ["device=cpu", "train.progress=false"]
 PROTOCOL = ["experiment=split_mnist_protocol", "train.iterations=25", "train.eval_every=25"]
 
